@@ -1,0 +1,1 @@
+"""Pullers: one module per storage type, each turning a storage source into local files."""

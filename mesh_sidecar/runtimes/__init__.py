@@ -1,0 +1,1 @@
+"""Runtime adapters: one per model server, behind the small `RuntimeAdapter` interface."""
