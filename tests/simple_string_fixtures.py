@@ -28,6 +28,7 @@ def free_port() -> int:
 class RunningServer:
     port: int
     process: subprocess.Popen[bytes]
+    log_path: Path
 
     @property
     def address(self) -> str:
@@ -40,9 +41,10 @@ def simple_string_server(log_dir: Path, *extra_args: str) -> Iterator[RunningSer
     port = free_port()
     command = SimpleStringAdapter.server_command(port, log_dir)
     assert command is not None
-    log = (log_dir / f"simple-string-{port}.log").open("wb")
+    log_path = log_dir / f"simple-string-{port}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen([*command, *extra_args], stdout=log, stderr=subprocess.STDOUT)
-    server = RunningServer(port, process)
+    server = RunningServer(port, process, log_path)
     try:
         client = triton.InferenceServerClient(server.address)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -9,6 +9,7 @@ KServe V2 inference service reads.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,15 @@ class RuntimeLimits:
                 raise ValueError(sentence)
 
 
+def _key_fields(model_key: str) -> str:
+    """The top-level field names of a modelKey (never its values: they may hold secrets)."""
+    try:
+        parsed = json.loads(model_key) if model_key else {}
+    except ValueError:
+        return "(not JSON)"
+    return str(sorted(parsed)) if isinstance(parsed, dict) else "(not an object)"
+
+
 class SimpleStringModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc]
     """loadModel/unloadModel/sizes/runtimeStatus over a `ModelStore`."""
 
@@ -68,6 +78,14 @@ class SimpleStringModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):  # type: i
         if not request.modelPath:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"model {request.modelId!r}: modelPath is empty"
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "loadModel %r type %r path %s modelKey fields %s",
+                request.modelId,
+                request.modelType,
+                request.modelPath,
+                _key_fields(request.modelKey),
             )
         try:
             size = await self.store.load(request.modelId, Path(request.modelPath))
