@@ -58,12 +58,15 @@ def read_model_text(path: Path) -> bytes:
     text_file = model_text_file(path)
     try:
         with text_file.open("rb") as f:
-            text = f.read(MAX_MODEL_TEXT_BYTES + 1)
+            # Check the size first: reading with a 1 MiB cap would allocate 1 MiB per
+            # load, and the freed buffers fragment the heap (RSS grows by KiBs per model).
+            too_big = os.fstat(f.fileno()).st_size > MAX_MODEL_TEXT_BYTES
+            text = b"" if too_big else f.read()
     except OSError as exc:
         raise ModelError(
             grpc.StatusCode.INTERNAL, f"cannot read {text_file}: {exc.strerror}"
         ) from None
-    if len(text) > MAX_MODEL_TEXT_BYTES:
+    if too_big or len(text) > MAX_MODEL_TEXT_BYTES:
         raise ModelError(
             grpc.StatusCode.FAILED_PRECONDITION,
             f"{text_file} is over the {MAX_MODEL_TEXT_BYTES} byte limit of a model's text",
