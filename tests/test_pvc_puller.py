@@ -79,7 +79,7 @@ async def test_links_leaving_the_claim_are_refused(tmp_path: Path, claim: Path) 
     (claim / "models" / "outside").symlink_to(tmp_path)
     for path in ("models/m1", "models/outside"):
         target = tmp_path / "out"
-        with pytest.raises(InvalidRequest, match="outside the PVC|leaves PVC"):
+        with pytest.raises(InvalidRequest, match=r"outside the PVC|leaves PVC"):
             await pull_atomically(_puller(tmp_path), _source(path), target)
         assert not target.exists()
     assert list(tmp_path.glob(".partial-*")) == []
