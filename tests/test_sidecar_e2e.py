@@ -15,9 +15,7 @@ import tritonclient.grpc as triton
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.plugin import SidecarDirs
-from mesh_sidecar.testing.processes import SidecarHandle, run_sidecar
-
-from .conftest import SimpleStringServer
+from mesh_sidecar.testing.processes import ServerHandle, SidecarHandle, run_sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +61,7 @@ def test_status_reports_the_configured_figures(sidecar: SidecarHandle) -> None:
 
 
 def test_load_infer_size_unload(
-    sidecar: SidecarHandle, simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs
+    sidecar: SidecarHandle, simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs
 ) -> None:
     loaded = load(sidecar)
     assert loaded.sizeInBytes == int(len("hello ") * 1.25)
@@ -151,7 +149,7 @@ def test_bad_loads_have_clear_codes_and_leave_nothing(
 
 
 def test_start_up_purges_what_a_previous_sidecar_left(
-    simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs, pvc_model: Path
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
 ) -> None:
     dirs = (
         sidecar_dirs.root_model_dir,
@@ -186,7 +184,7 @@ def test_cancelled_load_leaves_nothing(sidecar: SidecarHandle, sidecar_dirs: Sid
 
 
 def test_sigterm_drains_and_exits_zero(
-    simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs, pvc_model: Path
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
 ) -> None:
     dirs = (
         sidecar_dirs.root_model_dir,
