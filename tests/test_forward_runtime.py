@@ -10,19 +10,19 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from simple_string_fixtures import RunningServer, free_port, make_model, simple_string_server
+from simple_string_helpers import address, make_model, simple_string_server
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, Unavailable
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.runtimes.base import ModelFiles, RuntimeSettings
 from mesh_sidecar.runtimes.forward import ForwardAdapter, runtime_info
 from mesh_sidecar.runtimes.registry import RUNTIMES
+from mesh_sidecar.testing.processes import ServerHandle, free_port
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server() -> Iterator[ServerHandle]:
     with simple_string_server(
-        tmp_path_factory.mktemp("logs"),
         "--capacity-bytes",
         "200000000",
         "--default-model-size",
@@ -40,8 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-async def adapter(server: RunningServer, tmp_path: Path) -> AsyncIterator[ForwardAdapter]:
-    a = ForwardAdapter(RuntimeSettings(address=server.address, root_model_dir=tmp_path))
+async def adapter(server: ServerHandle, tmp_path: Path) -> AsyncIterator[ForwardAdapter]:
+    a = ForwardAdapter(RuntimeSettings(address=address(server), root_model_dir=tmp_path))
     yield a
     await a.close()
 
@@ -86,17 +86,17 @@ async def test_describe_is_the_servers_runtime_status(adapter: ForwardAdapter) -
 
 
 async def test_load_forwards_and_answers_the_servers_size(
-    adapter: ForwardAdapter, server: RunningServer, tmp_path: Path
+    adapter: ForwardAdapter, server: ServerHandle, tmp_path: Path
 ) -> None:
     model = make_model(tmp_path, "pulled", "fwd:")
     result = await adapter.load(files("fwd-1", model))
     assert result.size_bytes is not None and result.size_bytes > len("fwd:")
     assert result.max_concurrency == 2
     assert await adapter.model_size("fwd-1") == result.size_bytes
-    assert infer(server.address, "fwd-1", b"z") == b"fwd:z"
+    assert infer(address(server), "fwd-1", b"z") == b"fwd:z"
     # The server saw the request as rewritten for it: its model type, the local
     # path, and the modelKey as JSON.
-    logged = server.log_path.read_text()
+    logged = server.process.output()
     assert (
         f"loadModel 'fwd-1' type 'rt:simple-string' path {model} "
         "modelKey fields ['disk_size_bytes', 'model_type']"

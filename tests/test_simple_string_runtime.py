@@ -9,17 +9,18 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from simple_string_fixtures import RunningServer, free_port, make_model, simple_string_server
+from simple_string_helpers import address, make_model, simple_string_server
 
-from mesh_sidecar.errors import FailedPrecondition, RuntimeLoadFailed, Unavailable
+from mesh_sidecar.errors import RuntimeLoadFailed, Unavailable
 from mesh_sidecar.runtimes.base import KSERVE_V2_METHOD_INFOS, ModelFiles, RuntimeSettings
 from mesh_sidecar.runtimes.registry import RUNTIMES
 from mesh_sidecar.runtimes.simple_string import SimpleStringAdapter
+from mesh_sidecar.testing.processes import ServerHandle, free_port
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with simple_string_server(tmp_path_factory.mktemp("logs")) as running:
+def server() -> Iterator[ServerHandle]:
+    with simple_string_server() as running:
         yield running
 
 
@@ -28,8 +29,8 @@ def settings(address: str, root: Path) -> RuntimeSettings:
 
 
 @pytest.fixture
-async def adapter(server: RunningServer, tmp_path: Path) -> AsyncIterator[SimpleStringAdapter]:
-    a = SimpleStringAdapter(settings(server.address, tmp_path))
+async def adapter(server: ServerHandle, tmp_path: Path) -> AsyncIterator[SimpleStringAdapter]:
+    a = SimpleStringAdapter(settings(address(server), tmp_path))
     yield a
     await a.close()
 
@@ -64,13 +65,13 @@ async def test_ready_and_described(adapter: SimpleStringAdapter) -> None:
 
 
 async def test_load_list_infer_unload(
-    adapter: SimpleStringAdapter, server: RunningServer, tmp_path: Path
+    adapter: SimpleStringAdapter, server: ServerHandle, tmp_path: Path
 ) -> None:
     model = make_model(tmp_path, "pulled-dir", "adapted:")
     result = await adapter.load(files("adapted-1", model))
     assert result.size_bytes is None  # the framework reports disk size x multiplier
     assert "adapted-1" in await adapter.list_loaded()
-    assert infer(server.address, "adapted-1", b"x") == b"adapted:x"
+    assert infer(address(server), "adapted-1", b"x") == b"adapted:x"
     await adapter.unload("adapted-1")
     assert "adapted-1" not in await adapter.list_loaded()
     # Unloading what the server does not have is not an error.
@@ -78,12 +79,12 @@ async def test_load_list_infer_unload(
 
 
 async def test_a_single_pulled_file_loads(
-    adapter: SimpleStringAdapter, server: RunningServer, tmp_path: Path
+    adapter: SimpleStringAdapter, server: ServerHandle, tmp_path: Path
 ) -> None:
     single = tmp_path / "m1.txt"
     single.write_text("single:")
     await adapter.load(files("adapted-file", single))
-    assert infer(server.address, "adapted-file", b"y") == b"single:y"
+    assert infer(address(server), "adapted-file", b"y") == b"single:y"
     await adapter.unload("adapted-file")
 
 
@@ -92,13 +93,14 @@ async def test_a_server_failure_carries_the_servers_reason(
 ) -> None:
     big = tmp_path / "big.txt"
     big.write_bytes(b"x" * ((1 << 20) + 1))
-    with pytest.raises(FailedPrecondition) as exc:
+    with pytest.raises(RuntimeLoadFailed) as exc:
         await adapter.load(files("too-big", big))
+    assert exc.value.code == grpc.StatusCode.INTERNAL
     assert "byte limit" in str(exc.value)
-    assert exc.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'too-big'" in str(exc.value)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FailedPrecondition, match=r"has no model\.txt"):
+    with pytest.raises(RuntimeLoadFailed, match=r"has no model\.txt"):
         await adapter.load(files("no-text", empty))
     assert "too-big" not in await adapter.list_loaded()
 

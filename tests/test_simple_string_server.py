@@ -12,11 +12,12 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from simple_string_fixtures import RunningServer, make_model, simple_string_server
+from simple_string_helpers import address, make_model, simple_string_server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
+from mesh_sidecar.testing.processes import ServerHandle
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(repo: Path) -> Iterator[ServerHandle]:
     with simple_string_server(
-        tmp_path_factory.mktemp("logs"),
         "--model-repository",
         str(repo),
         "--capacity-bytes",
@@ -39,21 +39,21 @@ def server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
 
 
 @pytest.fixture
-def client(server: RunningServer) -> Iterator[triton.InferenceServerClient]:
-    c = triton.InferenceServerClient(server.address)
+def client(server: ServerHandle) -> Iterator[triton.InferenceServerClient]:
+    c = triton.InferenceServerClient(address(server))
     yield c
     c.close()
 
 
 @pytest.fixture
-def v2(server: RunningServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
-    with grpc.insecure_channel(server.address) as channel:
+def v2(server: ServerHandle) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    with grpc.insecure_channel(address(server)) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 @pytest.fixture
-def runtime(server: RunningServer) -> Iterator[pb_grpc.ModelRuntimeStub]:
-    with grpc.insecure_channel(server.address) as channel:
+def runtime(server: ServerHandle) -> Iterator[pb_grpc.ModelRuntimeStub]:
+    with grpc.insecure_channel(address(server)) as channel:
         yield pb_grpc.ModelRuntimeStub(channel)
 
 

@@ -93,11 +93,10 @@ class SimpleStringAdapter(RuntimeAdapter):
         try:
             await self._client().RepositoryModelLoad(request)
         except grpc.RpcError as exc:
-            code = rpc_code(exc)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
-                # Unreachable, or files the server cannot serve (no model.txt, too big).
-                raise self._failure(exc, f"model {model.model_id!r}") from None
-            # Otherwise the load was tried and failed: the server's reason is the news.
+            if rpc_code(exc) == grpc.StatusCode.UNAVAILABLE:
+                raise self._failure(exc, f"load of model {model.model_id!r}") from None
+            # The server tried and failed (no model.txt, too big, unreadable): INTERNAL
+            # with the server's own reason, whatever code it answered.
             raise RuntimeLoadFailed(
                 f"simple-string server failed to load model {model.model_id!r}: {rpc_details(exc)}"
             ) from None

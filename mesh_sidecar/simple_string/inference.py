@@ -69,7 +69,7 @@ def input_elements(request: Any) -> tuple[list[bytes], list[int]]:
     return elements, shape
 
 
-class SimpleStringInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class SimpleStringInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """KServe V2 inference and repository calls over a `ModelStore`."""
 
     def __init__(self, store: ModelStore) -> None:

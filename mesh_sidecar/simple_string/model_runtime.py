@@ -67,7 +67,7 @@ def _key_fields(model_key: str) -> str:
     return str(sorted(parsed)) if isinstance(parsed, dict) else "(not an object)"
 
 
-class SimpleStringModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):  # type: ignore[misc]
+class SimpleStringModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):
     """loadModel/unloadModel/sizes/runtimeStatus over a `ModelStore`."""
 
     def __init__(self, store: ModelStore, limits: RuntimeLimits) -> None:
