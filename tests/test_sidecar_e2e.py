@@ -11,13 +11,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
+from mesh_sidecar.testing.checks import files_under, infer_text
 from mesh_sidecar.testing.plugin import SidecarDirs
 from mesh_sidecar.testing.processes import (
     SIDECAR,
@@ -42,19 +41,7 @@ def load(
 
 
 def infer(port: int, model_id: str, text: str) -> str:
-    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-    data = triton.InferInput("INPUT", [1], "BYTES")
-    data.set_data_from_numpy(np.array([text.encode()], dtype=np.object_))
-    result = client.infer(model_id, [data])
-    client.close()
-    out = result.as_numpy("OUTPUT")
-    assert out is not None
-    value = out[0]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    return infer_text(f"127.0.0.1:{port}", model_id, [text])[0]
 
 
 def test_status_reports_the_configured_figures(sidecar: SidecarHandle) -> None:
