@@ -168,7 +168,8 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 mode = member.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise InvalidRequest(f"refusing archive member {member.filename!r}: a link")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                # Zips from non-Unix tools carry no file type at all: that is a plain file.
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
                     raise InvalidRequest(
                         f"refusing archive member {member.filename!r}: a special file"
                     )

@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 # Threads per puller: the SDK calls block, and many small files need many requests in flight.
 DEFAULT_WORKERS = 32
+# How long a cancelled or failed pull waits for its workers to notice before returning.
+CANCEL_GRACE = 2.0
 
 
 class PullCancelled(Exception):
@@ -309,9 +311,24 @@ async def wait_all_or_stop(
         remaining = asyncio.gather(
             *(asyncio.wrap_future(f) for f in futures if not f.done()), return_exceptions=True
         )
-        while not remaining.done():
-            try:
-                await asyncio.shield(remaining)
-            except asyncio.CancelledError:
-                continue
+        await wait_briefly(remaining)
         raise
+
+
+async def wait_briefly(work: asyncio.Future[Any]) -> None:
+    """Wait for `work` (workers winding down after a stop) through further cancellations,
+    but at most CANCEL_GRACE seconds: a worker blocked in a stalled read cannot be
+    interrupted, and the pull must stop promptly. Such a worker fails on its next write
+    (the pull's dir is gone by then) and leaves nothing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_GRACE
+    while not work.done():
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(work), left)
+        except asyncio.CancelledError:
+            continue
+        except (TimeoutError, Exception):
+            return

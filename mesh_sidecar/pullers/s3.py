@@ -44,6 +44,7 @@ from mesh_sidecar.pullers.objectstore import (
     config_key,
     config_number,
     wait_all_or_stop,
+    wait_briefly,
 )
 from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import pem_file
@@ -194,12 +195,7 @@ class S3Puller(ObjectStorePuller):
         except BaseException:
             ctx.cancelled.set()
             # Stops every transfer and waits until none writes, before the caller cleans up.
-            stopping = asyncio.ensure_future(asyncio.to_thread(manager.shutdown, True))
-            while not stopping.done():
-                try:
-                    await asyncio.shield(stopping)
-                except asyncio.CancelledError:
-                    continue
+            await wait_briefly(asyncio.ensure_future(asyncio.to_thread(manager.shutdown, True)))
             raise
         await asyncio.to_thread(manager.shutdown)
         await self._verify(source, plan, ctx)
