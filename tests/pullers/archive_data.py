@@ -102,6 +102,9 @@ def tar_bomb(expanded: int) -> bytes:
             def __init__(self) -> None:
                 self.left = expanded
 
+            def readable(self) -> bool:
+                return True
+
             def readinto(self, b: bytearray) -> int:  # type: ignore[override]
                 n = min(len(b), self.left)
                 b[:n] = bytes(n)
