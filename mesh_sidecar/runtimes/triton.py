@@ -1,6 +1,9 @@
 """The `triton` runtime: drives a Triton Inference Server over its KServe V2 gRPC API.
 
-Triton runs with `--model-control-mode=explicit` on `ROOT_MODEL_DIR/_triton_models`.
+Triton runs with `--model-control-mode=explicit` on `ROOT_MODEL_DIR/_triton_models`,
+and `--strict-readiness=false` (as in ModelMesh Serving's Triton ServingRuntime): with
+strict readiness, Triton's server-ready stays false for good once any model failed to
+load, so a restarted sidecar would never see it ready.
 The sidecar lays each model out there (see `triton_layout`), then asks Triton to
 load it by name (the model id). Unloading is asynchronous in Triton, so `unload`
 waits until the index no longer shows the model as loaded: the framework

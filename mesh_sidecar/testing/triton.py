@@ -79,6 +79,9 @@ class TritonInstall:
             str(self.binary),
             f"--model-repository={repository}",
             "--model-control-mode=explicit",
+            # As ModelMesh Serving runs it: with strict readiness, one model that ever
+            # failed to load keeps server-ready false for good, even after its unload.
+            "--strict-readiness=false",
             f"--backend-directory={self.home / 'backends'}",
             "--grpc-address=127.0.0.1",
             f"--grpc-port={grpc_port}",

@@ -124,6 +124,7 @@ async def test_load_failure_carries_tritons_reason(
     assert raised.value.code.name == "INTERNAL"
     assert "broken" not in await adapter.list_loaded()
     await unload_and_remove(adapter, "broken")  # what the framework does after a failure
+    assert await adapter.is_ready()  # a failed model does not make Triton unready
 
 
 async def test_unloading_an_unknown_model_succeeds(adapter: TritonAdapter) -> None:
