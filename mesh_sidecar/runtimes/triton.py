@@ -1,7 +1,7 @@
 """The `triton` runtime: drives a Triton Inference Server over its KServe V2 gRPC API.
 
 Triton runs with `--model-control-mode=explicit` on `ROOT_MODEL_DIR/_triton_models`,
-and `--strict-readiness=false` (as in ModelMesh Serving's Triton ServingRuntime): with
+and `--strict-readiness=false` (as the Go sidecar's docs run it): with
 strict readiness, Triton's server-ready stays false for good once any model failed to
 load, so a restarted sidecar would never see it ready.
 The sidecar lays each model out there (see `triton_layout`), then asks Triton to

@@ -79,7 +79,7 @@ class TritonInstall:
             str(self.binary),
             f"--model-repository={repository}",
             "--model-control-mode=explicit",
-            # As ModelMesh Serving runs it: with strict readiness, one model that ever
+            # As the Go sidecar's docs run it: with strict readiness, one model that ever
             # failed to load keeps server-ready false for good, even after its unload.
             "--strict-readiness=false",
             f"--backend-directory={self.home / 'backends'}",

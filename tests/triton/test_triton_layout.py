@@ -19,6 +19,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mesh_sidecar.adapter import cli
 from mesh_sidecar.errors import FailedPrecondition, InvalidRequest, SidecarError
 from mesh_sidecar.runtimes.layout import Link, WriteFile, apply_layout
 from mesh_sidecar.runtimes.triton_layout import plan_triton_layout
@@ -385,3 +386,30 @@ def test_planner_writes_nothing(tmp_path: Path) -> None:
     plan_triton_layout(tree, "python")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     assert (tree / "config.pbtxt").read_text() == 'name: "x" backend: "python"'
+
+
+@pytest.mark.parametrize("case", GO_CASES + NEW_CASES, ids=lambda c: c.id)
+def test_layout_command(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mesh-sidecar layout --runtime triton` prints the same plan, or the refusal."""
+    tree = tmp_path / "pulled"
+    tree.mkdir()
+    model, schema = make_tree(tree, case)
+    args = ["layout", "--runtime", "triton", "--model-id", case.id]
+    args += ["--model-type", case.model_type, str(model), str(tmp_path / "models")]
+    if schema is not None:
+        args[5:5] = ["--schema", str(schema)]
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    if case.error is not None:
+        assert code == 1
+        assert f"{case.error.code.name}: " in err
+        return
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"{tmp_path / 'models' / '_triton_models' / case.id}/"
+    expected = {f"  {path} -> {tree / source}".rstrip("/") for path, source in case.links.items()}
+    assert {line for line in lines[1:] if " -> " in line} == expected
+    generated = [line for line in lines[1:] if " -> " not in line]
+    assert [line.split(" (")[0] for line in generated] == (
+        ["  config.pbtxt"] if case.config is not None else []
+    )
