@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,8 @@ def plan_triton_layout(
     entries = _list(model_path, what)
     if CONFIG_FILE in entries:
         return _plan_native(model_path, entries, schema, what)
-    entries = [name for name in entries if name != LEGACY_SCHEMA_FILE]
-    version = _highest_version(model_path, entries, what)
+    entries.pop(LEGACY_SCHEMA_FILE, None)
+    version = _highest_version(entries, what)
     if version is None:
         version = "1"
     else:
@@ -132,7 +132,7 @@ def plan_triton_layout(
         entries = _list(model_path, what)
     if len(entries) == 1 and fmt is not None:
         # The dir only wraps the model (`myModel/model.onnx`): link the model itself.
-        model_path = model_path / entries[0]
+        model_path = model_path / next(iter(entries))
         _check_not_dangling(model_path, what)
     if kind == "keras" and not model_path.is_dir():
         raise FailedPrecondition(f"{what}: {KERAS_ADVICE}")
@@ -159,7 +159,7 @@ def _plan_model_at(
 
 
 def _plan_native(
-    model_dir: Path, entries: Sequence[str], schema: mc.ModelConfig | None, what: str
+    model_dir: Path, entries: Iterable[str], schema: mc.ModelConfig | None, what: str
 ) -> list[Link | WriteFile]:
     """A Triton model dir already: link every entry, rewrite `config.pbtxt`."""
     plan: list[Link | WriteFile] = []
@@ -264,11 +264,21 @@ def _tensor(tensor: Any, where: str) -> tuple[str, int, list[int]]:
     return name, DATATYPES[datatype], shape
 
 
-def _list(path: Path, what: str) -> list[str]:
+def _list(path: Path, what: str) -> dict[str, bool]:
+    """Entry name -> is it a dir (through links), sorted by name.
+
+    scandir answers from the dir listing itself for all but links, so a model
+    dir of 10,000 files costs one listing, not 10,000 stats.
+    """
     try:
-        return sorted(os.listdir(path))
+        with os.scandir(path) as entries:
+            return {entry.name: entry.is_dir() for entry in sorted(entries, key=_name)}
     except OSError as exc:
         raise FailedPrecondition(f"{what}: cannot list its files ({exc.strerror})") from exc
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def _check_not_dangling(path: Path, what: str) -> None:
@@ -276,13 +286,13 @@ def _check_not_dangling(path: Path, what: str) -> None:
         raise FailedPrecondition(f"{what}: {path.name!r} is a link to nothing")
 
 
-def _highest_version(model_dir: Path, entries: Sequence[str], what: str) -> str | None:
+def _highest_version(entries: dict[str, bool], what: str) -> str | None:
     """The highest version subdir if every subdir is a version, else None (files do not count).
 
     Triton ignores version dirs whose name starts with 0; a model with only those
     would load nothing, so it is refused rather than laid out.
     """
-    subdirs = [name for name in entries if (model_dir / name).is_dir()]
+    subdirs = [name for name, is_dir in entries.items() if is_dir]
     if not subdirs or not all(name.isascii() and name.isdigit() for name in subdirs):
         return None
     usable = [name for name in subdirs if not name.startswith("0")]

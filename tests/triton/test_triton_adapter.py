@@ -9,14 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from triton_models import (
-    SCHEMA,
-    add_model_source,
-    index_states,
-    infer_add,
-    write_failing_model,
-    write_model,
-)
 
 from mesh_sidecar.errors import InvalidRequest, RuntimeLoadFailed, Unavailable
 from mesh_sidecar.runtimes.base import ModelFiles, RuntimeSettings
@@ -25,6 +17,14 @@ from mesh_sidecar.runtimes.registry import RUNTIMES
 from mesh_sidecar.runtimes.triton import TritonAdapter
 from mesh_sidecar.testing.processes import free_port
 from mesh_sidecar.testing.triton import TritonServer
+from mesh_sidecar.testing.triton_models import (
+    SCHEMA,
+    add_model_source,
+    index_states,
+    infer_add,
+    write_failing_model,
+    write_model,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from triton_models import (
+
+from mesh_sidecar.mmesh import model_runtime_pb2 as pb
+from mesh_sidecar.testing.checks import files_under
+from mesh_sidecar.testing.plugin import SidecarDirs
+from mesh_sidecar.testing.processes import SidecarHandle, run_sidecar
+from mesh_sidecar.testing.triton import TritonServer
+from mesh_sidecar.testing.triton_models import (
     SCHEMA,
     add_model_source,
     index_states,
@@ -17,12 +23,6 @@ from triton_models import (
     write_failing_model,
     write_model,
 )
-
-from mesh_sidecar.mmesh import model_runtime_pb2 as pb
-from mesh_sidecar.testing.checks import files_under
-from mesh_sidecar.testing.plugin import SidecarDirs
-from mesh_sidecar.testing.processes import SidecarHandle, run_sidecar
-from mesh_sidecar.testing.triton import TritonServer
 
 pytestmark = pytest.mark.slow
 
