@@ -44,9 +44,12 @@ def wait_for_port(
 
 
 @contextmanager
-def running(cmd: list[str], port: int, env: Mapping[str, str] | None = None) -> Iterator[None]:
+def running(
+    cmd: list[str], port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[None]:
     proc = subprocess.Popen(
         cmd,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
