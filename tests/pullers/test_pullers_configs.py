@@ -24,12 +24,19 @@ S3_DOC = """{
   "default_bucket": "modelmesh-example-models",
   "region": "us-south"
 }"""
-AZURE_DOC = """{
+AZURE_CONNECTION = (
+    "DefaultEndpointsProtocol=https;AccountName=modelmeshtest;"
+    "AccountKey=a2V5a2V5a2V5;EndpointSuffix=core.windows.net"
+)
+AZURE_DOC = (
+    """{
   "type": "azure",
   "account_name": "modelmeshtest",
   "container": "models",
-  "connection_string": "DefaultEndpointsProtocol=https;AccountName=modelmeshtest;AccountKey=a2V5a2V5a2V5;EndpointSuffix=core.windows.net"  # noqa: E501 - as the docs show it
+  "connection_string": "%s"
 }"""
+    % AZURE_CONNECTION
+)
 HTTP_DOC = """{
   "type": "http",
   "url": "https://models.example.com/path/",
