@@ -28,14 +28,14 @@ AZURE_CONNECTION = (
     "DefaultEndpointsProtocol=https;AccountName=modelmeshtest;"
     "AccountKey=a2V5a2V5a2V5;EndpointSuffix=core.windows.net"
 )
-AZURE_DOC = (
-    """{
-  "type": "azure",
-  "account_name": "modelmeshtest",
-  "container": "models",
-  "connection_string": "%s"
-}"""
-    % AZURE_CONNECTION
+AZURE_DOC = json.dumps(
+    {
+        "type": "azure",
+        "account_name": "modelmeshtest",
+        "container": "models",
+        "connection_string": AZURE_CONNECTION,
+    },
+    indent=2,
 )
 HTTP_DOC = """{
   "type": "http",
