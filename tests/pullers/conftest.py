@@ -20,7 +20,7 @@ AZURITE = ROOT / ".work" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # The well-known development key every Azurite install uses (documented by Microsoft).
 AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFR50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
 
@@ -111,7 +111,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not AZURITE.exists():
         pytest.fail("Azurite is missing: run `make install`")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
     cmd = [
         str(AZURITE),
         "--blobHost",
@@ -121,10 +120,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--loose",
         "--skipApiVersionCheck",
         "--inMemoryPersistence",
-        "--location",
-        str(workdir),
     ]
-    with running(cmd, port):
+    # Azurite may write a log or state next to where it runs: keep that out of the tree.
+    with running(cmd, port, cwd=tmp_path_factory.mktemp("azurite")):
         yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 
