@@ -11,5 +11,6 @@ RUNTIMES: Registry[RuntimeAdapter] = Registry(
     {
         "simple-string": ("mesh_sidecar.runtimes.simple_string:SimpleStringAdapter", None),
         "forward": ("mesh_sidecar.runtimes.forward:ForwardAdapter", None),
+        "mlserver": ("mesh_sidecar.runtimes.mlserver:MLServerAdapter", None),
     },
 )
