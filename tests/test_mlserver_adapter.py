@@ -1,0 +1,210 @@
+"""The mlserver runtime against a real MLServer 1.7.1 (from `make install`'s `.venv-mlserver`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
+
+from mesh_sidecar.errors import InvalidRequest, RuntimeLoadFailed
+from mesh_sidecar.runtimes.base import ModelFiles, RuntimeSettings
+from mesh_sidecar.runtimes.layout import apply_layout
+from mesh_sidecar.runtimes.mlserver import MLServerAdapter
+from mesh_sidecar.testing.mlserver import (
+    MLServerHandle,
+    mlserver_available,
+    run_mlserver,
+    train_iris_model,
+)
+from mesh_sidecar.testing.processes import free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not mlserver_available(), reason="run `make install` for MLServer"),
+]
+
+# One flower of each iris species, and the species a fitted model must answer.
+FLOWERS = np.array(
+    [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]], dtype=np.float64
+)
+SPECIES = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def iris_joblib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_iris_model(tmp_path_factory.mktemp("trained") / "iris.joblib")
+
+
+@pytest.fixture(scope="module")
+def mlserver(models_root: Path) -> Iterator[MLServerHandle]:
+    with run_mlserver(models_root) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def adapter(mlserver: MLServerHandle, models_root: Path) -> AsyncIterator[MLServerAdapter]:
+    runtime = MLServerAdapter(RuntimeSettings(address=mlserver.address, root_model_dir=models_root))
+    yield runtime
+    await runtime.close()
+
+
+def _pulled(models_root: Path, model_id: str) -> Path:
+    path = models_root / model_id
+    path.mkdir()
+    return path
+
+
+async def _lay_out_and_load(adapter: MLServerAdapter, model: ModelFiles) -> None:
+    """What the sidecar does between the pull and the answer."""
+    repo = adapter.repository_path(model.model_id)
+    assert repo is not None
+    apply_layout(adapter.plan_layout(model), repo)
+    await adapter.load(model)
+
+
+def _predict(mlserver: MLServerHandle, model_id: str) -> np.ndarray:
+    """Ask MLServer directly, as ModelMesh forwards inference to it."""
+    with triton_grpc.InferenceServerClient(mlserver.address) as client:
+        data = triton_grpc.InferInput("input-0", list(FLOWERS.shape), "FP64")
+        data.set_data_from_numpy(FLOWERS)
+        result = client.infer(model_id, [data])
+        output = result.get_response().outputs[0].name
+        answer: np.ndarray = result.as_numpy(output)
+        return answer
+
+
+async def test_ready_version_and_routed_methods(adapter: MLServerAdapter) -> None:
+    assert await adapter.is_ready()
+    info = await adapter.describe()
+    assert info.version == "1.7.1"
+    assert info.method_infos["inference.GRPCInferenceService/ModelInfer"] == [1]
+    assert info.method_infos["inference.GRPCInferenceService/ModelMetadata"] == [1]
+
+
+async def test_not_ready_when_nothing_listens(models_root: Path) -> None:
+    runtime = MLServerAdapter(
+        RuntimeSettings(address=f"127.0.0.1:{free_port()}", root_model_dir=models_root)
+    )
+    assert not await runtime.is_ready()
+    await runtime.close()
+
+
+async def test_sklearn_without_settings(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    pulled = _pulled(models_root, "iris-plain")
+    (pulled / "model.joblib").write_bytes(iris_joblib.read_bytes())
+    await _lay_out_and_load(adapter, ModelFiles("iris-plain", "sklearn", None, pulled, 1))
+
+    assert "iris-plain" in await adapter.list_loaded()
+    assert _predict(mlserver, "iris-plain").ravel().tolist() == SPECIES
+
+
+async def test_single_file_of_any_name(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    pulled = _pulled(models_root, "iris-file")
+    (pulled / "classifier-v3.bin").write_bytes(iris_joblib.read_bytes())
+    await _lay_out_and_load(
+        adapter, ModelFiles("iris-file", "sklearn", None, pulled / "classifier-v3.bin", 1)
+    )
+    assert _predict(mlserver, "iris-file").ravel().tolist() == SPECIES
+
+
+async def test_own_settings_custom_name_relative_uri_extra_parameters(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    pulled = _pulled(models_root, "iris-own")
+    (pulled / "weights").mkdir()
+    (pulled / "weights" / "flowers.joblib").write_bytes(iris_joblib.read_bytes())
+    settings = {
+        "name": "what-the-user-called-it",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {
+            "uri": "./weights/flowers.joblib",
+            "extra": {"predict_fn": "predict_proba"},
+        },
+    }
+    (pulled / "model-settings.json").write_text(json.dumps(settings))
+    await _lay_out_and_load(adapter, ModelFiles("iris-own", "sklearn", None, pulled, 1))
+
+    # Served under the model id; predict_proba (kept from the user's settings)
+    # answers one probability per species instead of a label.
+    probabilities = _predict(mlserver, "iris-own")
+    assert probabilities.shape == (3, 3)
+    assert probabilities.argmax(axis=1).tolist() == SPECIES
+    with pytest.raises(InferenceServerException):
+        _predict(mlserver, "what-the-user-called-it")
+
+
+async def test_lightgbm(
+    adapter: MLServerAdapter,
+    mlserver: MLServerHandle,
+    models_root: Path,
+    tmp_path: Path,
+) -> None:
+    pulled = _pulled(models_root, "iris-lgbm")
+    train_iris_model(pulled / "model.bst", kind="lightgbm")
+    await _lay_out_and_load(adapter, ModelFiles("iris-lgbm", "lightgbm", None, pulled, 1))
+    assert _predict(mlserver, "iris-lgbm").argmax(axis=1).tolist() == SPECIES
+
+
+async def test_failed_load_carries_mlserver_reason(
+    adapter: MLServerAdapter, models_root: Path
+) -> None:
+    pulled = _pulled(models_root, "broken")
+    (pulled / "model.joblib").write_text("this is not a pickled model")
+    with pytest.raises(RuntimeLoadFailed) as failure:
+        await _lay_out_and_load(adapter, ModelFiles("broken", "sklearn", None, pulled, 1))
+    prefix, _, reason = str(failure.value).partition(": ")
+    assert prefix == "MLServer could not load model 'broken'"
+    assert reason  # joblib's own words, whatever they are
+    assert "broken" not in await adapter.list_loaded()
+
+
+async def test_missing_runtime_reaches_the_caller(
+    adapter: MLServerAdapter, models_root: Path
+) -> None:
+    pulled = _pulled(models_root, "no-runtime")
+    (pulled / "MLmodel").write_text("flavors: {}")
+    model = ModelFiles("no-runtime", "mlflow", None, pulled, 1)  # mlserver-mlflow not installed
+    with pytest.raises(RuntimeLoadFailed, match="mlserver_mlflow"):
+        await _lay_out_and_load(adapter, model)
+
+
+async def test_unload_and_reload(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    pulled = _pulled(models_root, "iris-again")
+    (pulled / "model.joblib").write_bytes(iris_joblib.read_bytes())
+    model = ModelFiles("iris-again", "sklearn", None, pulled, 1)
+    await _lay_out_and_load(adapter, model)
+
+    await adapter.unload("iris-again")
+    assert "iris-again" not in await adapter.list_loaded()
+    with pytest.raises(InferenceServerException):
+        _predict(mlserver, "iris-again")
+    await adapter.unload("iris-again")  # not loaded any more: quietly succeeds
+    await adapter.unload("never-loaded")
+
+    await adapter.load(model)  # the laid-out dir is still there
+    assert _predict(mlserver, "iris-again").ravel().tolist() == SPECIES
+
+
+async def test_unknown_type_is_refused_before_mlserver(
+    adapter: MLServerAdapter, models_root: Path
+) -> None:
+    pulled = _pulled(models_root, "onnx-model")
+    (pulled / "model.onnx").write_text("x")
+    with pytest.raises(InvalidRequest, match="known: catboost, huggingface, lightgbm"):
+        adapter.plan_layout(ModelFiles("onnx-model", "onnx", None, pulled, 1))
