@@ -13,3 +13,11 @@ $(MLSERVER_STAMP): mk/mlserver.mk
 		'mlserver-lightgbm==1.7.1' 'uvloop<0.22' 'protobuf<7'
 	$(MLSERVER_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+# Plots of the benchmarks (bench/mlserver_repository.py draws docs/mlserver_repository.png).
+BENCH_STAMP := $(VENV)/.bench-installed
+INSTALL_TARGETS += $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install --quiet -e '.[bench]'
+	touch $@

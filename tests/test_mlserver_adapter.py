@@ -208,3 +208,32 @@ async def test_unknown_type_is_refused_before_mlserver(
     (pulled / "model.onnx").write_text("x")
     with pytest.raises(InvalidRequest, match="known: catboost, huggingface, lightgbm"):
         adapter.plan_layout(ModelFiles("onnx-model", "onnx", None, pulled, 1))
+
+
+async def test_repository_module_finds_models_by_dir_name(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    # ModelDirRepository reads <root>/<name>/model-settings.json only: a model whose
+    # dir is named otherwise is not found (MLServer's glob would have found it).
+    elsewhere = models_root / "_mlserver_models" / "some-dir"
+    elsewhere.mkdir()
+    (elsewhere / "model.joblib").write_bytes(iris_joblib.read_bytes())
+    settings = {"name": "by-settings-name", "implementation": "mlserver_sklearn.SKLearnModel"}
+    (elsewhere / "model-settings.json").write_text(json.dumps(settings))
+    with pytest.raises(RuntimeLoadFailed, match="Model by-settings-name not found"):
+        await adapter.load(ModelFiles("by-settings-name", "sklearn", None, elsewhere, 1))
+    with pytest.raises(RuntimeLoadFailed, match="not found"):
+        await adapter.load(ModelFiles("../some-dir", "sklearn", None, elsewhere, 1))
+
+
+async def test_stock_mlserver_with_parallel_workers(tmp_path: Path, iris_joblib: Path) -> None:
+    """MLServer as it ships: its own repository, one inference worker process."""
+    with run_mlserver(tmp_path, parallel_workers=1, fast_repository=False) as stock:
+        runtime = MLServerAdapter(RuntimeSettings(address=stock.address, root_model_dir=tmp_path))
+        pulled = _pulled(tmp_path, "iris-stock")
+        (pulled / "model.joblib").write_bytes(iris_joblib.read_bytes())
+        await _lay_out_and_load(runtime, ModelFiles("iris-stock", "sklearn", None, pulled, 1))
+        assert _predict(stock, "iris-stock").ravel().tolist() == SPECIES
+        await runtime.unload("iris-stock")
+        assert await runtime.list_loaded() == []
+        await runtime.close()

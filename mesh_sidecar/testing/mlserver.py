@@ -81,19 +81,22 @@ def mlserver_env(
     *,
     parallel_workers: int = 0,
     fast_repository: bool = True,
+    load_at_startup: bool = False,
 ) -> dict[str, str]:
     """MLServer's settings as environment variables.
 
     `parallel_workers=0` serves inference in the main process: loads are faster,
     and uvloop >= 0.22 cannot hang them. `fast_repository` installs the
     repository module that finds a model without scanning the repository.
+    `load_at_startup` loads every model in the repository before MLServer is
+    ready (the sidecar wants it off: it loads on ModelMesh's request).
     """
     env = {
         "MLSERVER_HOST": "127.0.0.1",
         "MLSERVER_GRPC_PORT": str(grpc_port),
         "MLSERVER_HTTP_PORT": str(http_port),
         "MLSERVER_METRICS_PORT": str(metrics_port),
-        "MLSERVER_LOAD_MODELS_AT_STARTUP": "false",
+        "MLSERVER_LOAD_MODELS_AT_STARTUP": str(load_at_startup).lower(),
         "MLSERVER_PARALLEL_WORKERS": str(parallel_workers),
     }
     if fast_repository:
@@ -107,6 +110,7 @@ def run_mlserver(
     *,
     parallel_workers: int = 0,
     fast_repository: bool = True,
+    load_at_startup: bool = False,
     timeout: float = 90.0,
 ) -> Iterator[MLServerHandle]:
     """Start `mlserver start ROOT_MODEL_DIR/_mlserver_models` on free ports; yield once ready."""
@@ -119,6 +123,7 @@ def run_mlserver(
         metrics_port,
         parallel_workers=parallel_workers,
         fast_repository=fast_repository,
+        load_at_startup=load_at_startup,
     )
     command = [str(mlserver_venv() / "bin" / "mlserver"), "start", str(repository)]
     process = start_process(command, env, name="mlserver", cwd=root_model_dir)
