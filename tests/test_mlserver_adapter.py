@@ -237,3 +237,42 @@ async def test_stock_mlserver_with_parallel_workers(tmp_path: Path, iris_joblib:
         await runtime.unload("iris-stock")
         assert await runtime.list_loaded() == []
         await runtime.close()
+
+
+DOUBLE_RUNTIME = """
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+class DoubleModel(MLModel):
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        doubled = NumpyCodec.decode_input(payload.inputs[0]) * 2
+        return InferenceResponse(
+            model_name=self.name, outputs=[NumpyCodec.encode_output("doubled", doubled)]
+        )
+"""
+
+
+async def test_custom_python_runtime_shipped_with_the_model(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path
+) -> None:
+    # MLServer imports `implementation` from the settings file's dir, where the
+    # layout links the model's own module.
+    pulled = _pulled(models_root, "doubler")
+    (pulled / "double_runtime.py").write_text(DOUBLE_RUNTIME)
+    settings = {"name": "doubler", "implementation": "double_runtime.DoubleModel"}
+    (pulled / "model-settings.json").write_text(json.dumps(settings))
+    await _lay_out_and_load(adapter, ModelFiles("doubler", "custom", None, pulled, 1))
+    assert _predict(mlserver, "doubler").tolist() == (FLOWERS * 2).tolist()
+
+
+async def test_implementation_from_the_model_key(
+    adapter: MLServerAdapter, mlserver: MLServerHandle, models_root: Path, iris_joblib: Path
+) -> None:
+    pulled = _pulled(models_root, "iris-by-key")
+    (pulled / "model.joblib").write_bytes(iris_joblib.read_bytes())
+    key = {"model_type": {"name": "custom", "implementation": "mlserver_sklearn.SKLearnModel"}}
+    model = ModelFiles("iris-by-key", "custom", None, pulled, 1, model_key=key)
+    await _lay_out_and_load(adapter, model)
+    assert _predict(mlserver, "iris-by-key").ravel().tolist() == SPECIES
