@@ -6,7 +6,7 @@ MLSERVER_VENV := .venv-mlserver
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
 INSTALL_TARGETS += $(MLSERVER_STAMP)
 
-$(MLSERVER_STAMP): mk/mlserver.mk
+$(MLSERVER_STAMP): mk/mlserver.mk | $(STAMP)
 	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install --quiet --upgrade pip
 	$(MLSERVER_VENV)/bin/pip install --quiet 'mlserver==1.7.1' 'mlserver-sklearn==1.7.1' \

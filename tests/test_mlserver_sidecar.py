@@ -46,12 +46,12 @@ def _make_dirs(base: Path) -> SidecarDirs:
     dirs = SidecarDirs(base / "models", base / "storage-config", base / "pvc")
     for path in dirs.as_args():
         path.mkdir()
-    (dirs.storage_config_dir / "localpvc").write_text(json.dumps({"type": "pvc", "name": "claim1"}))
     return dirs
 
 
 def _fill_claim(dirs: SidecarDirs, iris: Path) -> None:
-    """The models on claim `claim1`, as a user would upload them."""
+    """The models on claim `claim1`, as a user would upload them, and storage key `localpvc`."""
+    (dirs.storage_config_dir / "localpvc").write_text(json.dumps({"type": "pvc", "name": "claim1"}))
     models = dirs.pvc_mounts_dir / "claim1" / "models"
     (models / "iris").mkdir(parents=True)
     shutil.copy(iris, models / "iris" / "model.joblib")
@@ -178,25 +178,26 @@ def test_failed_load_reports_mlserver_reason(
     _unload(sidecar, "broken-1")  # ModelMesh always follows a failed load with an unload
 
 
-def test_startup_purge(tmp_path: Path, iris: Path) -> None:
+def test_startup_purge(
+    sidecar_dirs: SidecarDirs, mlserver_server: MLServerHandle, iris: Path
+) -> None:
     """A restarted sidecar unloads what MLServer still serves and clears stale files."""
-    dirs = _make_dirs(tmp_path)
+    dirs = sidecar_dirs
     _fill_claim(dirs, iris)
-    with run_mlserver(dirs.root_model_dir) as mlserver:
-        stale = dirs.root_model_dir / "_mlserver_models" / "stale"
-        stale.mkdir()
-        shutil.copy(iris, stale / "model.joblib")
-        (stale / "model-settings.json").write_text(
-            json.dumps({"name": "stale", "implementation": "mlserver_sklearn.SKLearnModel"})
-        )
-        (dirs.root_model_dir / "stale-pull").mkdir()
-        with triton_grpc.InferenceServerClient(mlserver.address) as client:
-            client.load_model("stale")
-        assert _ready_in_mlserver(mlserver) == ["stale"]
+    stale = dirs.root_model_dir / "_mlserver_models" / "stale"
+    stale.mkdir()
+    shutil.copy(iris, stale / "model.joblib")
+    (stale / "model-settings.json").write_text(
+        json.dumps({"name": "stale", "implementation": "mlserver_sklearn.SKLearnModel"})
+    )
+    (dirs.root_model_dir / "stale-pull").mkdir()
+    with triton_grpc.InferenceServerClient(mlserver_server.address) as client:
+        client.load_model("stale")
+    assert _ready_in_mlserver(mlserver_server) == ["stale"]
 
-        with run_sidecar("mlserver", mlserver.grpc_port, *dirs.as_args()) as sidecar:
-            assert sidecar.status.status == pb.RuntimeStatusResponse.READY
-            assert _ready_in_mlserver(mlserver) == []
-            assert _files(dirs.root_model_dir) == ["_mlserver_models"]
-            _load(sidecar, "iris-2", "models/iris")
-            assert _predict(mlserver, "iris-2").ravel().tolist() == SPECIES
+    with run_sidecar("mlserver", mlserver_server.grpc_port, *dirs.as_args()) as sidecar:
+        assert sidecar.status.status == pb.RuntimeStatusResponse.READY
+        assert _ready_in_mlserver(mlserver_server) == []
+        assert _files(dirs.root_model_dir) == ["_mlserver_models"]
+        _load(sidecar, "iris-2", "models/iris")
+        assert _predict(mlserver_server, "iris-2").ravel().tolist() == SPECIES
