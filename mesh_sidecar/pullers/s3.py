@@ -126,7 +126,7 @@ class _Client:
         )
 
 
-class _Progress(BaseSubscriber):  # type: ignore[misc]
+class _Progress(BaseSubscriber):
     """Feeds s3transfer's progress into the pull's counters; gives it the listed size
     so it skips a HeadObject per file."""
 
