@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mesh_sidecar.adapter.serve", "run the sidecar (mmesh.ModelRuntime server)"),
-    "runtimes": ("mesh_sidecar.adapter.list_runtimes", "list the runtimes and where they come from"),
+    "runtimes": (
+        "mesh_sidecar.adapter.list_runtimes",
+        "list the runtimes and where they come from",
+    ),
     "pull": ("mesh_sidecar.pullers.cli", "pull a model from storage into a local dir"),
     "layout": ("mesh_sidecar.runtimes.layout_cli", "show how a runtime would lay out a model"),
     "simple-string-server": (

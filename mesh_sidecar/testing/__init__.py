@@ -1,0 +1,1 @@
+"""Test harness: start real sidecars, model servers and coordinators for end-to-end tests."""
