@@ -44,7 +44,7 @@ def _spec(info: mm_pb2.ModelInfo) -> ModelSpec:
     return ModelSpec(type=info.type, path=info.path, key=info.key)
 
 
-class ModelMeshServicer(mm_grpc.ModelMeshServicer):  # type: ignore[misc]
+class ModelMeshServicer(mm_grpc.ModelMeshServicer):
     """Answers mmesh.ModelMesh from a Coordinator; errors carry ModelMesh's codes."""
 
     def __init__(self, coordinator: Coordinator) -> None:

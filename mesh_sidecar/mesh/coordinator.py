@@ -224,7 +224,7 @@ class Coordinator:
         if expected_target:
             if vm is None and expected_target != target_id:
                 raise FailedPrecondition(f"vmodel {vmodel_id} not found")
-            if vm is not None and expected_target not in (vm.target, target_id):
+            if vm is not None and vm.target not in (expected_target, target_id):
                 raise FailedPrecondition(
                     f"Existing target model {vm.target} does not match expected {expected_target}"
                 )

@@ -79,7 +79,7 @@ def forward_metadata(metadata: Metadata, model_id: str) -> tuple[tuple[str, str 
     return tuple(kept)
 
 
-class InferenceProxy(grpc.GenericRpcHandler):  # type: ignore[misc]
+class InferenceProxy(grpc.GenericRpcHandler):
     """Serves every method the instances accept (UNIMPLEMENTED for the rest)."""
 
     def __init__(self, coordinator: Coordinator) -> None:

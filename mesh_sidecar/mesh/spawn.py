@@ -94,6 +94,7 @@ async def spawn_instance(
         **env,
         "ADAPTER_PORT": str(adapter_port),
         "RUNTIME_PORT": str(runtime_port),
+        "RUNTIME_HOST": "127.0.0.1",
         "ROOT_MODEL_DIR": str(model_dir),
         "METRICS_PORT": "0",
     }

@@ -42,3 +42,7 @@ def simple_string_server() -> Iterator[ServerHandle]:
     """A real simple-string model server on a free port."""
     with run_simple_string_server() as server:
         yield server
+
+
+# The embedded coordinator's fixture lives in its own module.
+from mesh_sidecar.testing.mesh import mesh  # noqa: E402, F401
