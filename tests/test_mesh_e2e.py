@@ -346,3 +346,15 @@ def test_a_load_that_hangs_times_out(mesh: Callable[..., MeshHandle], pvc_models
         assert any("timed out" in error for error in answer.errors)
     finally:
         instance.signal_server(signal.SIGCONT)
+
+
+def test_a_hot_model_gets_a_second_copy(mesh: Callable[..., MeshHandle], pvc_models: Any) -> None:
+    pvc_models(1)
+    handle = mesh("simple-string", instances=2, extra_args=["--hot-requests-per-s", "5"])
+    register(handle, "m0", load=True)
+    assert len(locations(handle, "m0")) == 1
+    for _ in range(20):
+        assert infer(handle, mm_model_id="m0") == "m0:x"
+    wait_until(lambda: locations(handle, "m0") == {i.name for i in handle.instances})
+    for _ in range(5):
+        assert infer(handle, mm_model_id="m0") == "m0:x"

@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--load-timeout-ms", type=int, help="override the instances' modelLoadingTimeoutMs"
     )
+    parser.add_argument(
+        "--hot-requests-per-s",
+        type=int,
+        default=MeshSettings.hot_requests_per_s,
+        help="a model with this many requests in one second gets a second copy",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     instances = [parse_instance(spec, args.spawn + i) for i, spec in enumerate(args.instance)]
-    settings = MeshSettings(load_timeout_ms=args.load_timeout_ms)
+    settings = MeshSettings(
+        load_timeout_ms=args.load_timeout_ms, hot_requests_per_s=args.hot_requests_per_s
+    )
     with tempfile.TemporaryDirectory(prefix="mesh-models-") as scratch:
         root = args.root_model_dir or Path(scratch)
         mesh = await start_mesh(
