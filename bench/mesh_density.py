@@ -4,8 +4,9 @@
    instances, sized so that all of them fit.
 2. Open-loop load: `--rate` ModelInfer requests per second for `--duration`
    seconds, each to a uniformly random model through the coordinator
-   (mm-model-id). Latency counts from the scheduled send time, so a slow
-   answer delays no one else's clock. Every answer's text is checked: a model
+   (mm-model-id); a comma-separated `--rate` runs one loop per rate. Latency
+   counts from the scheduled send time, so a slow answer delays no one else's
+   clock. Every answer's text is checked: a model
    answers "<id>:" + input, so a misrouted request is caught.
 3. Churn: `--churn-models` registered in all (more than fit), then the same
    open loop over all of them at `--churn-rate`: most requests miss, load just
@@ -216,14 +217,15 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
     )
     print(f"RSS: {process_rss(mesh)}")
 
-    figures, cpu = await measured(
-        mesh, open_loop(mesh.address, args.models, args.rate, args.duration, seed=1)
-    )
-    report(
-        f"open loop over {args.models} loaded models, {args.rate}/s for {args.duration}s", figures
-    )
-    print(cpu)
-    print(f"RSS: {process_rss(mesh)}")
+    for seed, rate in enumerate(args.rate, start=1):
+        figures, cpu = await measured(
+            mesh, open_loop(mesh.address, args.models, rate, args.duration, seed=seed)
+        )
+        report(
+            f"open loop over {args.models} loaded models, {rate}/s for {args.duration}s", figures
+        )
+        print(cpu)
+        print(f"RSS: {process_rss(mesh)}")
 
     if args.churn_models > args.models:
         start = time.perf_counter()
@@ -233,7 +235,7 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
         figures, cpu = await measured(
             mesh,
             open_loop(
-                mesh.address, args.churn_models, args.churn_rate, args.churn_duration, seed=2
+                mesh.address, args.churn_models, args.churn_rate, args.churn_duration, seed=0
             ),
         )
         report(
@@ -249,7 +251,12 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", type=int, default=20000)
-    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument(
+        "--rate",
+        type=lambda text: [float(r) for r in text.split(",")],
+        default=[1000.0],
+        help="requests/s; a comma-separated list runs one open loop per rate",
+    )
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--churn-models", type=int, default=100000)
     parser.add_argument("--churn-rate", type=float, default=200)

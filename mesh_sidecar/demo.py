@@ -7,14 +7,20 @@ PVC-style dir, infers through the coordinator with tritonclient and the
 `mm-model-id` header (models load just in time), switches a vmodel to a new
 model, fills the instances until the least recently used model is evicted,
 and stops everything.
+
+    python -m mesh_sidecar.demo               # models on a PVC-style dir
+    python -m mesh_sidecar.demo --storage s3  # the same models in a local S3 server (moto)
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ import tritonclient.grpc as triton
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
 from mesh_sidecar.testing.mesh import MeshHandle, run_mesh
+from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
 GREETINGS = {
     "hello-en": "Hello, ",
@@ -33,7 +40,7 @@ GREETINGS = {
     "hello-pt": "Olá, ",
     "hello-nl": "Hallo hallo, ",
 }
-KEY = json.dumps({"storage_key": "localpvc", "model_type": {"name": "string"}})
+MODEL_TYPE = {"name": "string"}
 # Room for three tiny models (one 8 KiB unit each) per instance, so evictions show.
 SMALL_INSTANCE = {
     "CONTAINER_MEM_REQ_BYTES": str(3 * 8192),
@@ -71,23 +78,79 @@ def vmodel_line(status: Any) -> str:
     return f"{VSTATUS(status.status)}, active {status.activeModelId}, target {status.targetModelId}"
 
 
-def main() -> int:
+@contextlib.contextmanager
+def pvc_storage(root: Path, configs: Path, pvcs: Path) -> Iterator[str]:
+    """The sample models in a PVC-style dir; yields the storage key."""
+    for model_id, text in GREETINGS.items():
+        (pvcs / "claim1" / "models" / model_id).mkdir(parents=True)
+        (pvcs / "claim1" / "models" / model_id / "model.txt").write_text(text)
+    (configs / "localpvc").write_text(json.dumps({"type": "pvc", "name": "claim1"}))
+    say(f"sample models on PVC claim1 under models/: {', '.join(GREETINGS)}")
+    yield "localpvc"
+
+
+@contextlib.contextmanager
+def s3_storage(root: Path, configs: Path, pvcs: Path) -> Iterator[str]:
+    """The sample models in a local S3 server (moto); yields the storage key."""
+    import boto3
+
+    port = free_port()
+    moto = str(Path(sys.executable).parent / "moto_server")
+    server = start_process([moto, "-H", "127.0.0.1", "-p", str(port)], name="moto")
+    try:
+        wait_for_port(port, server)
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo-secret",
+        )
+        s3.create_bucket(Bucket="models")
+        for model_id, text in GREETINGS.items():
+            s3.put_object(Bucket="models", Key=f"models/{model_id}/model.txt", Body=text.encode())
+        config = {
+            "type": "s3",
+            "endpoint_url": endpoint,
+            "region": "us-east-1",
+            "access_key_id": "demo",
+            "secret_access_key": "demo-secret",
+            "bucket": "models",
+        }
+        (configs / "locals3").write_text(json.dumps(config))
+        say(f"sample models in S3 ({endpoint}, bucket models): {', '.join(GREETINGS)}")
+        yield "locals3"
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--storage", choices=("pvc", "s3"), default="pvc")
+    args = parser.parse_args(argv)
+    storage = pvc_storage if args.storage == "pvc" else s3_storage
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mesh-sidecar-demo-") as tmp:
         root = Path(tmp)
         models, configs, pvcs = root / "models", root / "storage-config", root / "pvc"
         for path in (models, configs, pvcs):
             path.mkdir()
-        for model_id, text in GREETINGS.items():
-            (pvcs / "claim1" / "models" / model_id).mkdir(parents=True)
-            (pvcs / "claim1" / "models" / model_id / "model.txt").write_text(text)
-        (configs / "localpvc").write_text(json.dumps({"type": "pvc", "name": "claim1"}))
-        say(f"sample models on PVC claim1 under models/: {', '.join(GREETINGS)}")
-
-        say("starting: mesh-sidecar mesh --spawn 2 --runtime simple-string")
-        with run_mesh(
-            "simple-string", 2, models, configs, pvcs, SMALL_INSTANCE, log_dir=root / "logs"
-        ) as mesh:
+        with contextlib.ExitStack() as stack:
+            storage_key = stack.enter_context(storage(root, configs, pvcs))
+            key = json.dumps({"storage_key": storage_key, "model_type": MODEL_TYPE})
+            say("starting: mesh-sidecar mesh --spawn 2 --runtime simple-string")
+            mesh = stack.enter_context(
+                run_mesh(
+                    "simple-string",
+                    2,
+                    models,
+                    configs,
+                    pvcs,
+                    SMALL_INSTANCE,
+                    log_dir=root / "logs",
+                )
+            )
             for inst in mesh.instances:
                 say(
                     f"  {inst.name}: sidecar {inst.adapter_address}, "
@@ -96,7 +159,7 @@ def main() -> int:
             say(f"coordinator READY on {mesh.address} (mmesh.ModelMesh + inference)")
 
             for model_id in GREETINGS:
-                info = pb.ModelInfo(type="string", path=f"models/{model_id}", key=KEY)
+                info = pb.ModelInfo(type="string", path=f"models/{model_id}", key=key)
                 status = mesh.stub.registerModel(
                     pb.RegisterModelRequest(modelId=model_id, modelInfo=info)
                 )
