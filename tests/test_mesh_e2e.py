@@ -17,7 +17,16 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
+from mesh_sidecar.mmesh import model_mesh_pb2_grpc as pb_grpc
 from mesh_sidecar.testing.mesh import MeshHandle
+from mesh_sidecar.testing.processes import (
+    SIDECAR,
+    ServerHandle,
+    free_port,
+    run_sidecar,
+    start_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -358,3 +367,49 @@ def test_a_hot_model_gets_a_second_copy(mesh: Callable[..., MeshHandle], pvc_mod
     wait_until(lambda: locations(handle, "m0") == {i.name for i in handle.instances})
     for _ in range(5):
         assert infer(handle, mm_model_id="m0") == "m0:x"
+
+
+def test_instances_already_running_are_used_as_given(
+    tmp_path: Path, pvc_models: Any, simple_string_server: ServerHandle
+) -> None:
+    pvc_models(1)
+    dirs = (tmp_path / "models", tmp_path / "storage-config", tmp_path / "pvc")
+    dirs[0].mkdir(exist_ok=True)
+    with run_sidecar("simple-string", simple_string_server.port, *dirs) as sidecar:
+        port = free_port()
+        spec = f"127.0.0.1:{sidecar.adapter_port}=127.0.0.1:{simple_string_server.port}"
+        proc = start_process([*SIDECAR, "mesh", "--port", str(port), "--instance", spec])
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            wait_for_port(port, proc)
+            stub = pb_grpc.ModelMeshStub(channel)
+            answer = stub.registerModel(
+                pb.RegisterModelRequest(modelId="m0", modelInfo=info("m0"), loadNow=True, sync=True)
+            )
+            assert answer.status == Status.LOADED
+            assert [c.location for c in answer.modelCopyInfos] == ["instance-0"]
+            client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+            data = triton.InferInput("INPUT", [1], "BYTES")
+            data.set_data_from_numpy(np.array([b"y"], dtype=np.object_))
+            output = client.infer("m0", [data], headers={"mm-model-id": "m0"}).as_numpy("OUTPUT")
+            assert output is not None
+            assert bytes(output[0]) == b"m0:y"
+        finally:
+            channel.close()
+            assert proc.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "--spawn N --runtime NAME, or --instance"),
+        (["--spawn", "1"], 2, "--spawn N needs --runtime"),
+        (["--spawn", "1", "--runtime", "no-such-runtime"], 1, "unknown runtime"),
+        (["--instance", "nonsense"], 1, "ADAPTER_ADDR=RUNTIME_ADDR"),
+    ],
+)
+def test_bad_command_lines_say_what_is_wrong(args: list[str], code: int, message: str) -> None:
+    proc = start_process([*SIDECAR, "mesh", "--port", str(free_port()), *args], name="mesh")
+    assert proc.popen.wait(timeout=60) == code
+    assert message in proc.output()
+    proc.stop()
