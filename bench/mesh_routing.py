@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -26,6 +27,12 @@ from mesh_sidecar.mmesh import model_mesh_pb2 as pb
 from mesh_sidecar.testing.mesh import run_mesh
 
 KEY = json.dumps({"storage_key": "localpvc", "model_type": {"name": "string"}})
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -83,9 +90,12 @@ def main() -> None:
             direct_ms: list[float] = []
             routed_ms: list[float] = []
             per_round = max(1, args.requests // args.rounds)
+            coordinator_cpu = 0.0
             for _ in range(args.rounds):
                 direct_ms += time_calls(direct, request, (), per_round)
+                before = cpu_seconds(mesh.process.popen.pid)
                 routed_ms += time_calls(routed, request, header, per_round)
+                coordinator_cpu += cpu_seconds(mesh.process.popen.pid) - before
             direct_channel.close()
             mesh_channel.close()
 
@@ -96,6 +106,7 @@ def main() -> None:
     print(f"  through the coordinator:      p50 {r50:.3f}  p99 {r99:.3f}")
     print(f"  routing overhead:             p50 {r50 - d50:.3f}  p99 {r99 - d99:.3f}")
     print(f"  mean overhead {statistics.fmean(routed_ms) - statistics.fmean(direct_ms):.3f} ms")
+    print(f"  coordinator CPU per routed request: {coordinator_cpu / len(routed_ms) * 1000:.3f} ms")
 
 
 if __name__ == "__main__":

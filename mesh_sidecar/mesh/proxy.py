@@ -84,14 +84,20 @@ class InferenceProxy(grpc.GenericRpcHandler):
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.mesh = coordinator
+        # gRPC asks for a handler on every call: build one per method, once.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
-        if method.startswith("/mmesh.ModelMesh/"):
-            return None
-        return grpc.unary_unary_rpc_method_handler(self._handler(method))
+        handler = self._handlers.get(method)
+        if handler is None:
+            if method.startswith("/mmesh.ModelMesh/"):
+                return None
+            handler = grpc.unary_unary_rpc_method_handler(self._handler(method))
+            self._handlers[method] = handler
+        return handler
 
     def _handler(
         self, method: str
