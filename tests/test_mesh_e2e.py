@@ -189,7 +189,7 @@ def test_model_that_cannot_load_is_loading_failed(
 
 
 def test_vmodel_switches_only_once_the_target_loaded(
-    mesh: Callable[..., MeshHandle], pvc_models: Any
+    mesh: Callable[..., MeshHandle], pvc_models: Any, tmp_path: Path
 ) -> None:
     pvc_models(3)
     handle = mesh("simple-string", instances=2)
@@ -256,6 +256,14 @@ def test_vmodel_switches_only_once_the_target_loaded(
         )
         == grpc.StatusCode.FAILED_PRECONDITION
     )
+
+    # Once the target can load, setting it again is a new attempt.
+    missing = tmp_path / "pvc" / "claim1" / "models" / "not-there"
+    missing.mkdir()
+    (missing / "model.txt").write_text("fixed:")
+    vm = stub.setVModel(pb.SetVModelRequest(vModelId="v", targetModelId="bad", sync=True))
+    assert (vm.status, vm.activeModelId) == (VStatus.DEFINED, "bad")
+    assert infer(handle, mm_vmodel_id="v") == "fixed:x"
 
     # An auto-deleted target goes away once the vmodel moves off it.
     vm = stub.setVModel(

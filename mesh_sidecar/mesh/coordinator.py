@@ -301,6 +301,7 @@ class Coordinator:
     def _start_transition(self, vm: VModelRecord) -> asyncio.Task[None]:
         task = vm.transition_task
         if task is None or task.done():
+            vm.target_failed = False  # a new attempt: TRANSITIONING again
             task = asyncio.create_task(self._transition(vm, vm.target))
             vm.transition_task = task
         return task
