@@ -61,3 +61,7 @@ def mlserver_server(sidecar_dirs: SidecarDirs) -> Iterator[MLServerHandle]:
         pytest.skip("MLServer's venv is missing: run `make install`")
     with run_mlserver(sidecar_dirs.root_model_dir) as server:
         yield server
+
+
+# The embedded coordinator's fixture lives in its own module.
+from mesh_sidecar.testing.mesh import mesh  # noqa: E402, F401
