@@ -19,9 +19,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rootfs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 
-# python3-venv lets the build stage of the same base make a virtualenv;
+# python3-venv lets the build stage make a virtualenv, binutils strips its libraries;
 # ca-certificates gives TLS clients a system trust store.
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,binutils \
     "$suite" "$root" "$mirror"
 
 # Keep what later package installs would add as small as the rest (as Debian's slim images do).
