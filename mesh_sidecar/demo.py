@@ -16,13 +16,7 @@ import numpy as np
 import tritonclient.grpc as triton
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
-from mesh_sidecar.testing.processes import (
-    SIDECAR,
-    free_port,
-    run_sidecar,
-    start_process,
-    wait_for_port,
-)
+from mesh_sidecar.testing.processes import run_sidecar, run_simple_string_server
 
 
 def say(text: str) -> None:
@@ -41,12 +35,8 @@ def main() -> int:
         (configs / "localpvc").write_text(json.dumps({"type": "pvc", "name": "claim1"}))
         say(f"sample model: PVC claim1, path models/greeter, text {'Hello, '!r}")
 
-        port = free_port()
-        server = start_process(
-            [*SIDECAR, "simple-string-server", "--port", str(port)], name="simple-string"
-        )
-        try:
-            wait_for_port(port, server)
+        with run_simple_string_server() as server:
+            port = server.port
             say(f"simple-string model server listening on 127.0.0.1:{port}")
             with run_sidecar("simple-string", port, models, configs, pvcs) as sidecar:
                 status = sidecar.status
@@ -75,8 +65,6 @@ def main() -> int:
                 sidecar.stub.unloadModel(pb.UnloadModelRequest(modelId="greeter"), timeout=30)
                 left = sorted(p.name for p in models.iterdir())
                 say(f"unloadModel greeter -> done; left in ROOT_MODEL_DIR: {left}")
-        finally:
-            server.stop()
     say("demo finished")
     return 0
 

@@ -1,44 +1,15 @@
-"""Fixtures of this repository's tests: a real simple-string server beside a real sidecar."""
+"""Fixtures of this repository's tests: a sample PVC model and a sidecar in front of it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mesh_sidecar.testing.plugin import SidecarDirs
-from mesh_sidecar.testing.processes import (
-    SIDECAR,
-    ManagedProcess,
-    SidecarHandle,
-    free_port,
-    run_sidecar,
-    start_process,
-    wait_for_port,
-)
-
-
-@dataclass
-class SimpleStringServer:
-    port: int
-    process: ManagedProcess
-
-
-@pytest.fixture
-def simple_string_server() -> Iterator[SimpleStringServer]:
-    """A real simple-string model server on a free port."""
-    port = free_port()
-    proc = start_process(
-        [*SIDECAR, "simple-string-server", "--port", str(port)], name="simple-string"
-    )
-    try:
-        wait_for_port(port, proc)
-        yield SimpleStringServer(port, proc)
-    finally:
-        proc.stop()
+from mesh_sidecar.testing.processes import ServerHandle, SidecarHandle, run_sidecar
 
 
 @pytest.fixture
@@ -55,7 +26,7 @@ def pvc_model(sidecar_dirs: SidecarDirs) -> Path:
 
 @pytest.fixture
 def sidecar(
-    simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs, pvc_model: Path
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
 ) -> Iterator[SidecarHandle]:
     """`mesh-sidecar serve --runtime simple-string`, READY."""
     with run_sidecar(

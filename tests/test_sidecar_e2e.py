@@ -5,19 +5,26 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-import tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
+from mesh_sidecar.testing.checks import files_under, infer_text
 from mesh_sidecar.testing.plugin import SidecarDirs
-from mesh_sidecar.testing.processes import SidecarHandle, run_sidecar
-
-from .conftest import SimpleStringServer
+from mesh_sidecar.testing.processes import (
+    SIDECAR,
+    ServerHandle,
+    SidecarHandle,
+    free_port,
+    run_sidecar,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +41,7 @@ def load(
 
 
 def infer(port: int, model_id: str, text: str) -> str:
-    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-    data = triton.InferInput("INPUT", [1], "BYTES")
-    data.set_data_from_numpy(np.array([text.encode()], dtype=np.object_))
-    result = client.infer(model_id, [data])
-    client.close()
-    out = result.as_numpy("OUTPUT")
-    assert out is not None
-    value = out[0]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    return infer_text(f"127.0.0.1:{port}", model_id, [text])[0]
 
 
 def test_status_reports_the_configured_figures(sidecar: SidecarHandle) -> None:
@@ -63,7 +58,7 @@ def test_status_reports_the_configured_figures(sidecar: SidecarHandle) -> None:
 
 
 def test_load_infer_size_unload(
-    sidecar: SidecarHandle, simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs
+    sidecar: SidecarHandle, simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs
 ) -> None:
     loaded = load(sidecar)
     assert loaded.sizeInBytes == int(len("hello ") * 1.25)
@@ -77,9 +72,9 @@ def test_load_infer_size_unload(
 
     sidecar.stub.unloadModel(pb.UnloadModelRequest(modelId="m1"), timeout=10)
     assert files_under(sidecar_dirs.root_model_dir) == []
-    with pytest.raises(grpc.RpcError) as err:
+    with pytest.raises(InferenceServerException) as err:
         infer(simple_string_server.port, "m1", "world")
-    assert "m1" in str(err.value)
+    assert err.value.status() == "StatusCode.NOT_FOUND"
     # The PVC's files are never touched.
     assert (sidecar_dirs.pvc_mounts_dir / "claim1/models/m1/model.txt").read_text() == "hello "
 
@@ -151,59 +146,90 @@ def test_bad_loads_have_clear_codes_and_leave_nothing(
 
 
 def test_start_up_purges_what_a_previous_sidecar_left(
-    simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs, pvc_model: Path
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
 ) -> None:
-    dirs = (
-        sidecar_dirs.root_model_dir,
-        sidecar_dirs.storage_config_dir,
-        sidecar_dirs.pvc_mounts_dir,
-    )
+    dirs = sidecar_dirs.as_args()
     with run_sidecar("simple-string", simple_string_server.port, *dirs) as first:
         load(first)
         first.process.stop(signal.SIGKILL)  # no chance to clean up
     assert (sidecar_dirs.root_model_dir / "m1").exists()
     with run_sidecar("simple-string", simple_string_server.port, *dirs):
         assert files_under(sidecar_dirs.root_model_dir) == []
-        with pytest.raises(grpc.RpcError) as err:
+        with pytest.raises(InferenceServerException) as err:
             infer(simple_string_server.port, "m1", "x")
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert err.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_cancelled_load_leaves_nothing(sidecar: SidecarHandle, sidecar_dirs: SidecarDirs) -> None:
-    # Many files make the pull long enough to cancel it midway.
+def log_events(handle: SidecarHandle, event: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in handle.process.output().splitlines() if line[:1] == "{"]
+    return [line for line in lines if line.get("event") == event]
+
+
+def test_cancelled_load_cleans_up_by_itself(
+    sidecar: SidecarHandle, sidecar_dirs: SidecarDirs
+) -> None:
+    # 30,000 files make the pull take far longer than the 0.2 s before the cancel.
     big = sidecar_dirs.pvc_mounts_dir / "claim1" / "models" / "big"
     big.mkdir()
     (big / "model.txt").write_text("big ")
-    for i in range(20000):
+    for i in range(30000):
         (big / f"f{i}").write_bytes(b"")
     future = sidecar.stub.loadModel.future(
         pb.LoadModelRequest(modelId="big", modelPath="models/big", modelKey=KEY)
     )
     time.sleep(0.2)
     future.cancel()
-    sidecar.stub.unloadModel(pb.UnloadModelRequest(modelId="big"), timeout=30)
+    deadline = time.monotonic() + 30
+    while not log_events(sidecar, "load") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e["code"] for e in log_events(sidecar, "load")] == ["CANCELLED"]
+    # No unloadModel was sent: the cancelled load removed its own files.
     assert files_under(sidecar_dirs.root_model_dir) == []
+    load(sidecar, "m1")  # and the sidecar goes on working
 
 
 def test_sigterm_drains_and_exits_zero(
-    simple_string_server: SimpleStringServer, sidecar_dirs: SidecarDirs, pvc_model: Path
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
 ) -> None:
-    dirs = (
-        sidecar_dirs.root_model_dir,
-        sidecar_dirs.storage_config_dir,
-        sidecar_dirs.pvc_mounts_dir,
-    )
+    dirs = sidecar_dirs.as_args()
     with run_sidecar("simple-string", simple_string_server.port, *dirs) as handle:
         load(handle)
         os.kill(handle.process.popen.pid, signal.SIGTERM)
         assert handle.process.popen.wait(30) == 0
-        log_lines = [
-            json.loads(line)
-            for line in handle.process.output().splitlines()
-            if line.startswith("{")
-        ]
-    loads = [line for line in log_lines if line.get("event") == "load"]
+        loads = log_events(handle, "load")
     assert loads[0]["model_id"] == "m1"
     assert loads[0]["outcome"] == "ok"
     assert loads[0]["code"] == "OK"
     assert loads[0]["duration_ms"] >= 0
+
+
+def test_health_and_metrics(
+    simple_string_server: ServerHandle, sidecar_dirs: SidecarDirs, pvc_model: Path
+) -> None:
+    metrics_port = free_port()
+    with run_sidecar(
+        "simple-string",
+        simple_string_server.port,
+        *sidecar_dirs.as_args(),
+        extra_env={"METRICS_PORT": str(metrics_port)},
+    ) as handle:
+        health = health_pb2_grpc.HealthStub(handle.channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        load(handle)
+        with pytest.raises(grpc.RpcError):
+            load(handle, "m2", "models/absent")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+    assert 'mesh_sidecar_loads_total{code="OK"} 1.0' in text
+    assert 'mesh_sidecar_loads_total{code="NOT_FOUND"} 1.0' in text
+    assert 'mesh_sidecar_pulled_bytes_total{storage_type="pvc"} 6.0' in text
+    assert "mesh_sidecar_models_loaded 1.0" in text
+    assert "mesh_sidecar_load_seconds_count 1.0" in text
+
+
+def test_runtimes_command_lists_built_ins() -> None:
+    proc = subprocess.run([*SIDECAR, "runtimes"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
+    assert rows["simple-string"] == "built-in"
+    assert rows["forward"] == "built-in"

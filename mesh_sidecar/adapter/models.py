@@ -12,7 +12,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from mesh_sidecar.adapter.modelkey import (
     parse_model_key,
     resolve_source,
 )
+from mesh_sidecar.aio import finish
 from mesh_sidecar.errors import NotFound
 from mesh_sidecar.pullers.base import (
     Puller,
@@ -62,17 +63,6 @@ class LoadedModel:
     size_bytes: int
     max_concurrency: int
     pulled: PullResult
-
-
-async def _finish(awaitable: Awaitable[None]) -> None:
-    """Run cleanup to the end even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(awaitable)
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            continue
-    task.result()
 
 
 class ModelManager:
@@ -187,7 +177,7 @@ class ModelManager:
             if not size:
                 size = int(pulled.bytes * self.settings.modelsize_multiplier)
         except BaseException:
-            await _finish(self._discard(model_id, unload=runtime_called))
+            await finish(self._discard(model_id, unload=runtime_called))
             raise
         loaded = LoadedModel(
             model_id=model_id,

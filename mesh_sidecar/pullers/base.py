@@ -8,16 +8,21 @@ and a destination dir, and raises the errors of `mesh_sidecar.errors`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mesh_sidecar.errors import InvalidRequest, ResourceExhausted
+
+if TYPE_CHECKING:
+    from mesh_sidecar.pullers.archives import ArchiveLimits
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,9 @@ class PullerSettings:
     """What the process knows that pullers need (from the sidecar's environment)."""
 
     pvc_mounts_dir: Path = Path("/pvc_mounts")
+    # A model that is one archive is extracted within these bounds (zip/tar bombs).
+    archive_max_bytes: int = 64 * 1024**3
+    archive_max_members: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,15 @@ async def pull_atomically(
     staging.mkdir(parents=True)
     try:
         model_path = await puller.pull(source, staging, progress)
+        from mesh_sidecar.pullers.archives import ArchiveLimits, single_archive
+
+        archive = single_archive(model_path)
+        if archive is not None:
+            limits = ArchiveLimits(
+                puller.settings.archive_max_bytes, puller.settings.archive_max_members
+            )
+            await extract_in_place(archive, limits)
+            model_path = archive.parent
         staging.rename(target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -162,3 +179,37 @@ async def pull_atomically(
     path = target / model_path.relative_to(staging)
     files, nbytes = tree_size(path)
     return PullResult(path=path, files=files, bytes=nbytes)
+
+
+async def extract_in_place(archive: Path, limits: ArchiveLimits) -> None:
+    """Extract `archive` into its own dir and remove it, in a worker thread.
+
+    On cancellation the worker is told to stop and awaited, so nothing writes into
+    the dir after this returns.
+    """
+    from mesh_sidecar.pullers.archives import extract_archive
+
+    cancel = threading.Event()
+    # Moved aside under a name no member is expected to have, so nothing collides with it.
+    moved = archive.with_name(f".archive-{uuid.uuid4().hex}")
+
+    def extract() -> None:
+        archive.rename(moved)
+        try:
+            extract_archive(moved, archive.parent, limits, cancel, archive.name)
+        finally:
+            moved.unlink(missing_ok=True)
+
+    work = asyncio.ensure_future(asyncio.to_thread(extract))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        cancel.set()
+        while not work.done():
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                continue
+            except Exception:
+                break
+        raise

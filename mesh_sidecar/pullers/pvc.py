@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path, PurePosixPath
 
+from mesh_sidecar.aio import Stopped, run_stoppable
 from mesh_sidecar.errors import InvalidRequest, NotFound
 from mesh_sidecar.pullers.base import Puller, PullProgress, StorageSource, tree_size
 
@@ -40,14 +42,32 @@ class PvcPuller(Puller):
 
     async def pull(self, source: StorageSource, dest: Path, progress: PullProgress) -> Path:
         claim, model = self._model_path(source)
-        return await asyncio.to_thread(_link_tree, claim, model, dest, progress)
+        if _is_small(model):  # a few links cost less than the hop to a worker thread
+            return _link_tree(claim, model, dest, progress, threading.Event())
+        return await run_stoppable(lambda stop: _link_tree(claim, model, dest, progress, stop))
 
     async def size(self, source: StorageSource) -> int | None:
         _claim, model = self._model_path(source)
         return (await asyncio.to_thread(tree_size, model))[1]
 
 
-def _link_tree(claim: Path, model: Path, dest: Path, progress: PullProgress) -> Path:
+SMALL_DIR_ENTRIES = 32
+
+
+def _is_small(model: Path) -> bool:
+    """A file, or a dir of at most SMALL_DIR_ENTRIES files and no subdirs."""
+    if model.is_file():
+        return True
+    with os.scandir(model) as entries:
+        for count, entry in enumerate(entries):
+            if count >= SMALL_DIR_ENTRIES or entry.is_dir():
+                return False
+    return True
+
+
+def _link_tree(
+    claim: Path, model: Path, dest: Path, progress: PullProgress, stop: threading.Event
+) -> Path:
     """Mirror `model` under `dest` as links to its files; answer the model's local path."""
     if model.is_file():
         link = dest / model.name
@@ -66,6 +86,8 @@ def _link_tree(claim: Path, model: Path, dest: Path, progress: PullProgress) -> 
         out_dir = dest / Path(dirpath).relative_to(model)
         out_dir.mkdir(exist_ok=True)
         for name in filenames:
+            if stop.is_set():
+                raise Stopped
             target = (Path(dirpath) / name).resolve()
             if not target.is_relative_to(claim):
                 raise InvalidRequest(f"a link in the model dir leads outside the PVC: {name!r}")

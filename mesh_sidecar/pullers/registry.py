@@ -10,5 +10,9 @@ PULLERS: Registry[Puller] = Registry(
     "mesh_sidecar.pullers",
     {
         "pvc": ("mesh_sidecar.pullers.pvc:PvcPuller", None),
+        "s3": ("mesh_sidecar.pullers.s3:S3Puller", "s3"),
+        "gcs": ("mesh_sidecar.pullers.gcs:GcsPuller", "gcs"),
+        "azure": ("mesh_sidecar.pullers.azure:AzurePuller", "azure"),
+        "http": ("mesh_sidecar.pullers.http:HttpPuller", "http"),
     },
 )

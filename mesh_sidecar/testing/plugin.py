@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mesh_sidecar.testing.processes import ServerHandle, run_simple_string_server
+
 
 @dataclass(frozen=True)
 class SidecarDirs:
@@ -21,11 +23,22 @@ class SidecarDirs:
     storage_config_dir: Path
     pvc_mounts_dir: Path
 
+    def as_args(self) -> tuple[Path, Path, Path]:
+        """(ROOT_MODEL_DIR, STORAGE_CONFIG_DIR, PVC_MOUNTS_DIR), as `run_sidecar` takes them."""
+        return self.root_model_dir, self.storage_config_dir, self.pvc_mounts_dir
+
 
 @pytest.fixture
-def sidecar_dirs(tmp_path: Path) -> Iterator[SidecarDirs]:
+def sidecar_dirs(tmp_path: Path) -> SidecarDirs:
     """Empty ROOT_MODEL_DIR, STORAGE_CONFIG_DIR and PVC_MOUNTS_DIR under tmp_path."""
     dirs = SidecarDirs(tmp_path / "models", tmp_path / "storage-config", tmp_path / "pvc")
-    for path in (dirs.root_model_dir, dirs.storage_config_dir, dirs.pvc_mounts_dir):
+    for path in dirs.as_args():
         path.mkdir()
-    yield dirs
+    return dirs
+
+
+@pytest.fixture
+def simple_string_server() -> Iterator[ServerHandle]:
+    """A real simple-string model server on a free port."""
+    with run_simple_string_server() as server:
+        yield server

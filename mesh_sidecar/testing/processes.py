@@ -156,3 +156,25 @@ def run_sidecar(
     finally:
         channel.close()
         proc.stop()
+
+
+@dataclass
+class ServerHandle:
+    """A running model server: its gRPC port and its process."""
+
+    port: int
+    process: ManagedProcess
+
+
+@contextmanager
+def run_simple_string_server() -> Iterator[ServerHandle]:
+    """Start `mesh-sidecar simple-string-server` on a free port; yield once it listens."""
+    port = free_port()
+    proc = start_process(
+        [*SIDECAR, "simple-string-server", "--port", str(port)], name="simple-string"
+    )
+    try:
+        wait_for_port(port, proc)
+        yield ServerHandle(port, proc)
+    finally:
+        proc.stop()

@@ -1,0 +1,271 @@
+"""S3 and S3-compatible stores, with boto3/s3transfer.
+
+Config (the storage-config secret, type `s3`): `access_key_id` + `secret_access_key`
+(+ `session_token`) for static keys; neither means the default credential chain
+(environment, web identity / IRSA, instance profile); `anonymous: true` for public
+buckets. `endpoint_url` (path-style addressing then), `region`, `certificate`
+(PEM CA of a private endpoint), `bucket` (the modelKey's `bucket` lands here) or
+`default_bucket`. Tuning: `max_concurrency` (32), `connect_timeout` (10 s),
+`read_timeout` (60 s), `max_attempts` (5, bounded exponential backoff on
+throttling, 5xx and connection faults; botocore's "standard" retry mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore import UNSIGNED
+from botocore.config import Config
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from mesh_sidecar.errors import (
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    SidecarError,
+    Unavailable,
+)
+from mesh_sidecar.pullers.base import StorageSource
+from mesh_sidecar.pullers.objectstore import (
+    ObjectStorePuller,
+    PlannedDownload,
+    PullCancelled,
+    PullContext,
+    StoredObject,
+    config_flag,
+    config_key,
+    config_number,
+    wait_all_or_stop,
+    wait_briefly,
+)
+from mesh_sidecar.pullers.redact import redact
+from mesh_sidecar.pullers.tls import pem_file
+
+MiB = 1024 * 1024
+CLIENT_FIELDS = (
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "anonymous",
+    "endpoint_url",
+    "region",
+    "certificate",
+    "max_concurrency",
+    "connect_timeout",
+    "read_timeout",
+    "max_attempts",
+)
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidClientTokenId",
+        "403",
+        "401",
+    }
+)
+MISSING_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
+THROTTLED_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
+SINGLE_PART_ETAG = re.compile(r"^[0-9a-f]{32}$")
+
+
+class _Client:
+    """A boto3 client and the transfer settings built from one storage config."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        concurrency = int(config_number(config, "max_concurrency", 32)) or 1
+        botocore_config = Config(
+            region_name=str(config.get("region") or "us-east-1"),
+            connect_timeout=config_number(config, "connect_timeout", 10),
+            read_timeout=config_number(config, "read_timeout", 60),
+            retries={
+                "mode": "standard",
+                "max_attempts": int(config_number(config, "max_attempts", 5)),
+            },
+            max_pool_connections=concurrency + 4,
+            # Custom endpoints (MinIO, Ceph, rclone, moto) rarely serve virtual-host buckets.
+            s3={"addressing_style": "path" if config.get("endpoint_url") else "auto"},
+            signature_version=UNSIGNED if config_flag(config, "anonymous") else None,
+        )
+        # A session per client: boto3's default session is not safe to share across threads.
+        session = boto3.session.Session()
+        kwargs: dict[str, Any] = {"config": botocore_config}
+        if config.get("endpoint_url"):
+            kwargs["endpoint_url"] = str(config["endpoint_url"])
+        if config.get("certificate"):
+            kwargs["verify"] = pem_file(str(config["certificate"]))
+        key_id, secret = config.get("access_key_id"), config.get("secret_access_key")
+        if key_id or secret:
+            if not (key_id and secret):
+                raise InvalidRequest("access_key_id and secret_access_key go together")
+            kwargs["aws_access_key_id"] = str(key_id)
+            kwargs["aws_secret_access_key"] = str(secret)
+            if config.get("session_token"):
+                kwargs["aws_session_token"] = str(config["session_token"])
+        self.s3 = session.client("s3", **kwargs)
+        # Many small files: many requests in flight. Big files: parallel ranged GETs.
+        self.transfer = TransferConfig(
+            multipart_threshold=16 * MiB,
+            multipart_chunksize=16 * MiB,
+            max_concurrency=concurrency,
+            num_download_attempts=int(config_number(config, "max_attempts", 5)),
+            max_io_queue=1000,
+        )
+
+
+class _Progress(BaseSubscriber):  # type: ignore[misc]
+    """Feeds s3transfer's progress into the pull's counters; gives it the listed size
+    so it skips a HeadObject per file."""
+
+    def __init__(self, size: int, ctx: PullContext) -> None:
+        self._size = size
+        self._ctx = ctx
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self._ctx.add_bytes(bytes_transferred)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        self._ctx.add_bytes(0, files=1)
+
+
+class S3Puller(ObjectStorePuller):
+    """Pulls a prefix or a single object from S3 or an S3-compatible store."""
+
+    type = "s3"
+
+    def _client(self, source: StorageSource) -> _Client:
+        return self.client_for(
+            config_key(source.config, CLIENT_FIELDS), lambda: _Client(source.config)
+        )
+
+    def location(self, source: StorageSource) -> tuple[str, str]:
+        bucket = source.config.get("bucket") or source.config.get("default_bucket")
+        if not bucket:
+            raise InvalidRequest("no bucket: set `bucket` in the modelKey or the storage config")
+        return str(bucket), source.path.strip("/")
+
+    def list_objects(self, source: StorageSource, prefix: str) -> Iterable[StoredObject]:
+        bucket, _ = self.location(source)
+        paginator = self._client(source).s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                etag = str(item.get("ETag", "")).strip('"').lower()
+                md5 = etag if SINGLE_PART_ETAG.match(etag) else None
+                yield StoredObject(item["Key"], int(item.get("Size", 0)), md5)
+
+    def download(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
+        # Not used: fetch() hands every object to one s3transfer manager.
+        raise NotImplementedError
+
+    async def fetch(
+        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
+    ) -> None:
+        bucket, _ = self.location(source)
+        client = self._client(source)
+        manager = TransferManager(client.s3, client.transfer)
+        futures = [
+            manager.download(
+                bucket, item.obj.key, str(item.target), subscribers=[_Progress(item.obj.size, ctx)]
+            )
+            for item in plan
+        ]
+
+        def wait_all() -> None:
+            for future in futures:
+                future.result()
+
+        try:
+            await self._call(source, "downloading", wait_all)
+        except BaseException:
+            ctx.cancelled.set()
+            # Stops every transfer and waits until none writes, before the caller cleans up.
+            await wait_briefly(asyncio.ensure_future(asyncio.to_thread(manager.shutdown, True)))
+            raise
+        await asyncio.to_thread(manager.shutdown)
+        await self._verify(source, plan, ctx)
+
+    async def _verify(
+        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
+    ) -> None:
+        """Checks the MD5 ETag of single-part objects, the checksum S3 lists."""
+        checked = [item for item in plan if item.obj.md5]
+        futures = [self._executor.submit(self._check_md5, source, item, ctx) for item in checked]
+        await wait_all_or_stop(futures, ctx.cancelled)
+
+    def _check_md5(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(item.target, "rb") as data:
+            while chunk := data.read(MiB):
+                ctx.check()
+                digest.update(chunk)
+        if digest.hexdigest() == item.obj.md5:
+            return
+        # With SSE-KMS or SSE-C the ETag is not the MD5 of the content: nothing to compare.
+        bucket, _ = self.location(source)
+        try:
+            head = self._client(source).s3.head_object(Bucket=bucket, Key=item.obj.key)
+        except Exception as exc:
+            raise self.error_for(exc, source, f"checking {item.obj.key!r}") from None
+        if head.get("ServerSideEncryption") == "aws:kms" or head.get("SSECustomerAlgorithm"):
+            return
+        raise Unavailable(f"{item.obj.key!r}: checksum mismatch (MD5 differs from the ETag)")
+
+    def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:
+        bucket = source.config.get("bucket") or source.config.get("default_bucket")
+        where = f"s3://{bucket}/{source.path.strip('/')}"
+        cause: BaseException = exc
+        # s3transfer wraps the last error of its retries.
+        while getattr(cause, "last_exception", None) is not None:
+            cause = cause.last_exception  # type: ignore[attr-defined]
+        if isinstance(cause, PullCancelled):
+            return Unavailable(f"{what} {where}: cancelled")
+        if isinstance(cause, botocore.exceptions.ClientError):
+            error = cause.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            detail = redact(f"{code}: {error.get('Message') or ''}".rstrip(": "), source.config)
+            message = f"{what} {where}: {detail}"
+            if code in DENIED_CODES or status in (401, 403):
+                return PermissionDenied(message)
+            if code in MISSING_CODES or status == 404:
+                return NotFound(message)
+            if code in THROTTLED_CODES or status >= 500 or status == 429:
+                return Unavailable(message)
+            return InvalidRequest(message)
+        if isinstance(
+            cause,
+            botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
+        ):
+            return PermissionDenied(f"{what} {where}: no usable AWS credentials found")
+        if isinstance(cause, botocore.exceptions.SSLError):
+            return Unavailable(f"{what} {where}: TLS failure: {redact(cause, source.config)}")
+        if isinstance(
+            cause,
+            botocore.exceptions.EndpointConnectionError
+            | botocore.exceptions.ConnectionError
+            | botocore.exceptions.HTTPClientError
+            | ConnectionError
+            | TimeoutError,
+        ):
+            return Unavailable(f"{what} {where}: store unreachable: {redact(cause, source.config)}")
+        if isinstance(cause, botocore.exceptions.ParamValidationError):
+            return InvalidRequest(f"{what} {where}: {redact(cause, source.config)}")
+        return Unavailable(
+            f"{what} {where}: {type(cause).__name__}: {redact(cause, source.config)}"
+        )

@@ -1,0 +1,256 @@
+"""Real servers for the puller tests, started on 127.0.0.1 on free ports."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import ipaddress
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextmanager
+def running(cmd: list[str], port: int, env: Mapping[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- TLS material -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A self-signed CA, a server certificate for 127.0.0.1 and a client certificate (PEM)."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki() -> Pki:
+    ca_key = _key()
+    ca = _cert("test CA", ca_key, None, ca_key, ca=True)
+    server_key, client_key = _key(), _key()
+    server = _cert("127.0.0.1", server_key, ca.subject, ca_key, server=True)
+    client = _cert("puller", client_key, ca.subject, ca_key)
+
+    def pem(cert: x509.Certificate) -> str:
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    return Pki(pem(ca), pem(server), _pem_key(server_key), pem(client), _pem_key(client_key))
+
+
+# -- an HTTP(S) server with scripted answers ---------------------------------------------
+
+
+@dataclass
+class Route:
+    """What the server answers at one path: a body, or a status sequence then a body."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    fail_first: list[int] = field(default_factory=list)  # statuses answered before `body`
+    need_header: tuple[str, str] | None = None
+    hits: int = 0
+
+
+class FileServer:
+    """A threaded HTTP server over `routes`; TLS (optionally mutual) when given a Pki."""
+
+    def __init__(
+        self, pki: Pki | None = None, require_client_cert: bool = False, tmp: Path | None = None
+    ):
+        self.routes: dict[str, Route] = {}
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _answer(self, send_body: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                with server.lock:
+                    route = server.routes.get(path)
+                    if route is not None:
+                        route.hits += 1
+                        status = route.fail_first.pop(0) if route.fail_first else route.status
+                if route is None:
+                    status, body, headers = 404, b"no such file", {}
+                elif (
+                    route.need_header
+                    and self.headers.get(route.need_header[0]) != route.need_header[1]
+                ):
+                    status, body, headers = 401, b"unauthorised", {}
+                else:
+                    body = route.body if status < 300 else b"error page"
+                    headers = route.headers if status < 400 else {}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if send_body:
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if pki is not None and tmp is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            (tmp / "server.pem").write_text(pki.server_cert)
+            (tmp / "server.key").write_text(pki.server_key)
+            context.load_cert_chain(tmp / "server.pem", tmp / "server.key")
+            if require_client_cert:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(cadata=pki.ca)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def add(self, path: str, body: bytes = b"", **kwargs: object) -> Route:
+        route = Route(body=body, **kwargs)  # type: ignore[arg-type]
+        self.routes[path] = route
+        return route
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)

@@ -1,0 +1,236 @@
+"""S3 puller against moto's S3 server (signatures checked), directly and through a fault proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from archive_data import good_tar, good_zip
+from conftest import S3Server
+from faultproxy import FaultProxy
+from helpers import entries, tree
+from servers import wait_until
+
+from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
+from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSource, pull_atomically
+from mesh_sidecar.pullers.s3 import S3Puller
+
+MODEL = {
+    "models/mnist/model.bin": os.urandom(3000),
+    "models/mnist/sub/config.json": b'{"a": 1}',
+    "models/mnist/empty.txt": b"",
+    "models/mnist/folder/": b"",  # a folder marker, not a file
+    "models/mnist2/other.bin": b"not mnist",
+    "models/mnist.txt": b"not mnist either",
+    "evil/ok.txt": b"ok",
+    "evil/../../escape.txt": b"evil",
+    "archives/model.tar.gz": good_tar(),
+    "archives/zipped/model.zip": good_zip(),
+}
+BIG = os.urandom(40 * 1024 * 1024 + 123)  # above the multipart threshold: ranged GETs
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: S3Server) -> S3Server:
+    for key, body in MODEL.items():
+        s3_server.admin.put_object(Bucket="models", Key=key, Body=body)
+    s3_server.admin.put_object(Bucket="models", Key="big/weights.bin", Body=BIG)
+    return s3_server
+
+
+async def test_pulls_the_objects_under_a_prefix_only(s3: S3Server, tmp_path: Path) -> None:
+    puller = S3Puller(PullerSettings())
+    source = StorageSource("s3", s3.config(), "models/mnist")
+    result = await pull_atomically(puller, source, tmp_path / "m")
+    assert result.path == tmp_path / "m"
+    assert tree(result.path) == {
+        "empty.txt": b"",
+        "model.bin": MODEL["models/mnist/model.bin"],
+        "sub/config.json": b'{"a": 1}',
+    }
+    assert (result.files, result.bytes) == (3, 3008)
+    assert entries(tmp_path) == [
+        "m",
+        "m/empty.txt",
+        "m/model.bin",
+        "m/sub",
+        "m/sub/config.json",
+    ]
+    await puller.close()
+
+
+async def test_a_trailing_slash_and_the_default_bucket_work_too(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    puller = S3Puller(PullerSettings())
+    config = s3.config(bucket=None, default_bucket="models")
+    result = await pull_atomically(
+        puller, StorageSource("s3", config, "/models/mnist/"), tmp_path / "m"
+    )
+    assert sorted(tree(result.path)) == ["empty.txt", "model.bin", "sub/config.json"]
+    await puller.close()
+
+
+async def test_a_single_object_lands_under_its_name(s3: S3Server, tmp_path: Path) -> None:
+    puller = S3Puller(PullerSettings())
+    source = StorageSource("s3", s3.config(), "models/mnist/model.bin")
+    result = await pull_atomically(puller, source, tmp_path / "m")
+    assert result.path == tmp_path / "m" / "model.bin"
+    assert result.path.read_bytes() == MODEL["models/mnist/model.bin"]
+    await puller.close()
+
+
+async def test_a_big_object_arrives_whole(s3: S3Server, tmp_path: Path) -> None:
+    puller = S3Puller(PullerSettings())
+    progress = PullProgress()
+    result = await pull_atomically(
+        puller, StorageSource("s3", s3.config(), "big"), tmp_path / "m", progress
+    )
+    data = (result.path / "weights.bin").read_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
+    assert (progress.bytes, progress.files, progress.total_bytes) == (len(BIG), 1, len(BIG))
+    await puller.close()
+
+
+async def test_size_sums_the_listing_of_the_prefix(s3: S3Server) -> None:
+    puller = S3Puller(PullerSettings())
+    assert await puller.size(StorageSource("s3", s3.config(), "models/mnist")) == 3008
+    await puller.close()
+
+
+@pytest.mark.parametrize("path", ["archives/model.tar.gz", "archives/zipped"])
+async def test_a_single_archive_is_extracted_in_place(
+    s3: S3Server, tmp_path: Path, path: str
+) -> None:
+    puller = S3Puller(PullerSettings())
+    result = await pull_atomically(puller, StorageSource("s3", s3.config(), path), tmp_path / "m")
+    assert result.path == tmp_path / "m"
+    assert tree(result.path) == {
+        "config.pbtxt": b"name: 'm'",
+        "1/model.onnx": b"\x00" * 1000,
+        "empty": b"",
+    }
+    await puller.close()
+
+
+async def test_a_key_that_leaves_the_model_dir_is_refused_and_nothing_is_written(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    puller = S3Puller(PullerSettings())
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(InvalidRequest, match="leaves the model directory"):
+        await pull_atomically(puller, StorageSource("s3", s3.config(), "evil"), root / "m")
+    assert entries(tmp_path) == ["root"]
+    await puller.close()
+
+
+async def test_bad_credentials_are_permission_denied_without_the_secret(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    puller = S3Puller(PullerSettings())
+    secret = "definitely-Wrong-Secret-Key-0123456789"
+    source = StorageSource("s3", s3.config(secret_access_key=secret), "models/mnist")
+    with pytest.raises(PermissionDenied) as caught:
+        await pull_atomically(puller, source, tmp_path / "m")
+    assert secret not in str(caught.value)
+    assert s3.access_key_id not in str(caught.value)
+    assert entries(tmp_path) == []
+    await puller.close()
+
+
+@pytest.mark.parametrize(
+    ("bucket", "path"),
+    [("models", "models/nothing"), ("models", "models/mnis"), ("no-such-bucket", "m")],
+)
+async def test_nothing_at_the_path_is_not_found(
+    s3: S3Server, tmp_path: Path, bucket: str, path: str
+) -> None:
+    puller = S3Puller(PullerSettings())
+    with pytest.raises(NotFound):
+        await pull_atomically(
+            puller, StorageSource("s3", s3.config(bucket=bucket), path), tmp_path / "m"
+        )
+    assert entries(tmp_path) == []
+    await puller.close()
+
+
+async def test_no_bucket_is_an_invalid_request(s3: S3Server, tmp_path: Path) -> None:
+    puller = S3Puller(PullerSettings())
+    with pytest.raises(InvalidRequest, match="bucket"):
+        await pull_atomically(
+            puller, StorageSource("s3", s3.config(bucket=None), "m"), tmp_path / "m"
+        )
+    await puller.close()
+
+
+@pytest.mark.slow
+async def test_connection_resets_are_retried(s3: S3Server, tmp_path: Path) -> None:
+    proxy = FaultProxy(s3.port, mode="reset", count=3)
+    puller = S3Puller(PullerSettings())
+    try:
+        source = StorageSource("s3", s3.config(endpoint_url=proxy.endpoint), "models/mnist")
+        result = await pull_atomically(puller, source, tmp_path / "m")
+        assert sorted(tree(result.path)) == ["empty.txt", "model.bin", "sub/config.json"]
+        assert proxy.faulted == 3
+    finally:
+        proxy.close()
+        await puller.close()
+
+
+@pytest.mark.slow
+async def test_a_store_that_keeps_resetting_is_unavailable(s3: S3Server, tmp_path: Path) -> None:
+    proxy = FaultProxy(s3.port, mode="reset")
+    puller = S3Puller(PullerSettings())
+    try:
+        config = s3.config(endpoint_url=proxy.endpoint, max_attempts="3")
+        with pytest.raises(Unavailable, match="unreachable"):
+            await pull_atomically(
+                puller, StorageSource("s3", config, "models/mnist"), tmp_path / "m"
+            )
+        # Bounded: max_attempts tries (urllib3 may redial a dropped pooled connection once).
+        assert 3 <= proxy.faulted <= 4
+        assert entries(tmp_path) == []
+    finally:
+        proxy.close()
+        await puller.close()
+
+
+@pytest.mark.slow
+async def test_a_stalled_store_times_out_as_unavailable(s3: S3Server, tmp_path: Path) -> None:
+    proxy = FaultProxy(s3.port, mode="stall")
+    puller = S3Puller(PullerSettings())
+    try:
+        config = s3.config(endpoint_url=proxy.endpoint, read_timeout="0.5", max_attempts="2")
+        with pytest.raises(Unavailable):
+            await pull_atomically(
+                puller, StorageSource("s3", config, "models/mnist"), tmp_path / "m"
+            )
+        assert entries(tmp_path) == []
+    finally:
+        proxy.close()
+        await puller.close()
+
+
+@pytest.mark.slow
+async def test_a_cancelled_pull_stops_and_leaves_nothing(s3: S3Server, tmp_path: Path) -> None:
+    # The listing's connection is forwarded; the downloads' new connections stall.
+    proxy = FaultProxy(s3.port, mode="stall", after=1)
+    puller = S3Puller(PullerSettings())
+    try:
+        config = s3.config(endpoint_url=proxy.endpoint, read_timeout="120")
+        task = asyncio.create_task(
+            pull_atomically(puller, StorageSource("s3", config, "models/mnist"), tmp_path / "m")
+        )
+        await asyncio.to_thread(wait_until, lambda: proxy.faulted > 0)
+        task.cancel()
+        # Far less than the read timeout: the pull does not wait for the stalled request.
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert entries(tmp_path) == []
+    finally:
+        proxy.close()
+        await puller.close()
