@@ -1,4 +1,4 @@
-# Container image of the sidecar: `make image`, `make image-test`, `make image-lint`.
+# Container image of the sidecar: `make image`, `make image-test`.
 #
 # Built with buildah (Debian package, as root, no daemon). No image registry is
 # needed: the base image is a minimal Debian root filesystem made with
@@ -7,6 +7,9 @@
 # on a machine that can pull images; then pip uses the package index.
 
 IMAGE ?= localhost/mesh-sidecar:dev
+EXAMPLE_IMAGE ?= localhost/simple-string-server:dev
+# More `--build-arg`s for the sidecar image (EXTRA_PACKAGES=..., BOTOCORE_SERVICES=...).
+IMAGE_BUILD_ARGS ?=
 BASE_SUITE ?= bookworm
 LOCAL_BASE_IMAGE := localhost/mesh-sidecar-base:$(BASE_SUITE)
 BASE_IMAGE ?= $(LOCAL_BASE_IMAGE)
@@ -26,7 +29,7 @@ KSERVE_MODELS_STAMP := $(KSERVE_MODELS)/.installed
 
 INSTALL_TARGETS += $(KSERVE_MODELS_STAMP)
 
-.PHONY: image image-base image-test image-lint image-tools
+.PHONY: image image-base image-test image-tools
 
 $(KSERVE_MODELS_STAMP):
 	rm -rf $(KSERVE_MODELS)
@@ -78,11 +81,9 @@ image: $(IMAGE_PREREQS)
 	$(BUILDAH_BUD) -f images/sidecar/Dockerfile -t $(IMAGE) \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg EXTRAS=$(IMAGE_EXTRAS) \
 		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) \
-		$(IMAGE_PIP_ARGS) .
+		$(IMAGE_PIP_ARGS) $(IMAGE_BUILD_ARGS) .
 	@podman image inspect $(IMAGE) --format 'built {{index .RepoTags 0}}: {{.Size}} bytes, user {{.User}}'
 
-image-lint: install
-	$(VENV)/bin/hadolint images/sidecar/Dockerfile images/examples/*/Dockerfile
 
 # Builds the image, then runs it as ModelMesh Serving would and drives it from
 # outside (tests/images/test_sidecar_image.py). Where images cannot be built
@@ -90,4 +91,7 @@ image-lint: install
 image-test: install
 	@reason=$$(bash images/cannot-build.sh) && { echo "image-test skipped: $$reason"; exit 0; }; \
 	$(MAKE) --no-print-directory image && \
-	MESH_SIDECAR_IMAGE=$(IMAGE) $(VENV)/bin/pytest -q -p no:cacheprovider tests/images
+	$(BUILDAH_BUD) -f images/examples/simple-string/Dockerfile -t $(EXAMPLE_IMAGE) \
+		--build-arg SIDECAR_IMAGE=$(IMAGE) images/examples/simple-string && \
+	MESH_SIDECAR_IMAGE=$(IMAGE) SIMPLE_STRING_IMAGE=$(EXAMPLE_IMAGE) \
+		$(VENV)/bin/pytest -q -p no:cacheprovider tests/images

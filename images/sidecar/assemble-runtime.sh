@@ -1,16 +1,17 @@
 #!/bin/sh
-# Copies into ROOT the smallest root filesystem that runs the app in VENV: the
+# Copies into ROOT the smallest root filesystem that runs the app in APP_DIR: the
 # venv's Python interpreter and standard library, the shared libraries that
 # they and the venv's extension modules link (found with ldd), /bin/sh for the
 # launchers, CA certificates and a passwd with the app user. Runs in the build
 # stage of images/sidecar/Dockerfile on any Debian-like BASE_IMAGE
 # (debootstrap rootfs or python:3.x-slim).
-#   assemble-runtime.sh ROOT VENV APP_UID
+#   assemble-runtime.sh ROOT APP_DIR APP_UID    (the venv is APP_DIR/venv)
 set -eu
 
 root=$1
-venv=$2
+app=$2
 app_uid=$3
+venv=$app/venv
 
 # The same path under ROOT (a symlink stays a symlink), with its parent dirs.
 copy() {
@@ -43,21 +44,25 @@ done
 copy_chain "$venv/bin/python"
 python=$resolved
 
-# The standard library without tests, GUI and packaging tools, byte-compiled in
-# place (the root filesystem may be read-only at run time).
+# The standard library without tests, GUI, terminal, database and packaging
+# modules (and so without the libraries they link), sources only: like the
+# venv, it is compiled on first import.
 stdlib=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 tar -C / -cf - \
     --exclude='__pycache__' --exclude='test' --exclude='tests' --exclude='idlelib' \
-    --exclude='tkinter' --exclude='_tkinter*' --exclude='turtledemo' --exclude='ensurepip' --exclude='lib2to3' \
-    --exclude='pydoc_data' --exclude='config-*-linux-gnu' --exclude='site-packages' \
-    --exclude='dist-packages' \
+    --exclude='tkinter' --exclude='_tkinter*' --exclude='turtle*' --exclude='ensurepip' \
+    --exclude='lib2to3' --exclude='pydoc_data' --exclude='config-*-linux-gnu' \
+    --exclude='site-packages' --exclude='dist-packages' --exclude='distutils' \
+    --exclude='venv' --exclude='sqlite3' --exclude='_sqlite3*' --exclude='curses' \
+    --exclude='_curses*' --exclude='readline*' --exclude='dbm' --exclude='_dbm*' \
+    --exclude='_gdbm*' --exclude='_test*' --exclude='_ctypes_test*' --exclude='_xxtest*' \
+    --exclude='xxlimited*' --exclude='__phello__' \
     "${stdlib#/}" | tar -C "$root" -xf -
 # Debian links sitecustomize to /etc/python3.x, which is not copied.
 find "$root$stdlib" -xtype l -delete
-"$python" -m compileall -q -j 0 -s "$root" -p / "$root$stdlib" >/dev/null
 
-# The venv itself (pip compiled it at install time), and the launchers' shell.
-copy "$venv"
+# The app: its venv and the launchers beside it, and the launchers' shell.
+copy "$app"
 copy_chain /bin/sh
 shell=$resolved
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
@@ -34,6 +36,8 @@ from mesh_sidecar.testing.processes import (
 )
 
 IMAGE = os.environ.get("MESH_SIDECAR_IMAGE", "")
+# images/examples/simple-string, built on IMAGE by `make image-test`.
+SERVER_IMAGE = os.environ.get("SIMPLE_STRING_IMAGE", "")
 
 pytestmark = [
     pytest.mark.slow,
@@ -68,7 +72,9 @@ def ulimit_flags() -> list[str]:
     return ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096"]
 
 
-def run_container(name: str, env: dict[str, str], mounts: list[str], cmd: list[str]) -> list[str]:
+def run_container(
+    name: str, env: dict[str, str], mounts: list[str], cmd: list[str], image: str = IMAGE
+) -> list[str]:
     """`podman run` as the controller runs the sidecar container (foreground, removed on exit)."""
     flags = ["run", "--rm", "--name", name, "--network", "host", "--read-only"]
     flags += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", *ulimit_flags()]
@@ -76,7 +82,7 @@ def run_container(name: str, env: dict[str, str], mounts: list[str], cmd: list[s
         flags += ["--env", f"{key}={value}"]
     for mount in mounts:
         flags += ["--volume", mount]
-    return [*PODMAN, *flags, IMAGE, *cmd]
+    return [*PODMAN, *flags, image, *cmd]
 
 
 @dataclass
@@ -84,6 +90,7 @@ class Pod:
     """The two running containers, their host dirs and the sidecar's ModelRuntime stub."""
 
     adapter_port: int
+    runtime_port: int
     sidecar: ManagedProcess
     server: ManagedProcess
     sidecar_name: str
@@ -109,15 +116,25 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     suffix = uuid.uuid4().hex[:8]
     server_name, sidecar_name = f"mesh-ss-{suffix}", f"mesh-sidecar-{suffix}"
     runtime_port, adapter_port = free_port(), free_port()
-    server = start_process(
-        run_container(
+    # As in a serving pod, the model server sees the same /models and claims.
+    shared = [f"{models_dir}:/models", f"{pvc_dir}:/pvc_mounts/{CLAIM}:ro"]
+    # Loopback only: the containers share the host's network.
+    if SERVER_IMAGE:
+        server_cmd = run_container(
             server_name,
             {},
-            [],
+            shared,
+            ["--port", str(runtime_port), "--host", "127.0.0.1"],
+            SERVER_IMAGE,
+        )
+    else:
+        server_cmd = run_container(
+            server_name,
+            {},
+            shared,
             ["mesh-sidecar", "simple-string-server", "--port", str(runtime_port)],
-        ),
-        name="simple-string-container",
-    )
+        )
+    server = start_process(server_cmd, name="simple-string-container")
     # The environment ModelMesh Serving sets on the adapter container.
     env = {
         "ADAPTER_PORT": str(adapter_port),
@@ -128,11 +145,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         "USE_EMBEDDED_PULLER": "true",
         "METRICS_PORT": str(free_port()),
     }
-    mounts = [
-        f"{models_dir}:/models",
-        f"{config_dir}:/storage-config:ro",
-        f"{pvc_dir}:/pvc_mounts/{CLAIM}:ro",
-    ]
+    mounts = [*shared, f"{config_dir}:/storage-config:ro"]
     sidecar = start_process(
         run_container(sidecar_name, env, mounts, ["/opt/app/simple-string-adapter"]),
         name="sidecar-container",
@@ -143,12 +156,36 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         wait_for_port(adapter_port, sidecar, timeout=60)
         stub = pb_grpc.ModelRuntimeStub(channel)
         status = wait_runtime_ready(stub, sidecar, timeout=60)
-        yield Pod(adapter_port, sidecar, server, sidecar_name, models_dir, pvc_dir, stub, status)
+        yield Pod(
+            adapter_port,
+            runtime_port,
+            sidecar,
+            server,
+            sidecar_name,
+            models_dir,
+            pvc_dir,
+            stub,
+            status,
+        )
     finally:
         channel.close()
         for proc, name in ((sidecar, sidecar_name), (server, server_name)):
             proc.stop()
             subprocess.run([*PODMAN, "rm", "--force", "--ignore", name], capture_output=True)
+
+
+def infer(port: int, model_id: str, text: str) -> str:
+    """One KServe V2 inference on the model server, as ModelMesh forwards it."""
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        data = triton.InferInput("INPUT", [1], "BYTES")
+        data.set_data_from_numpy(np.array([text.encode()], dtype=np.object_))
+        out = client.infer(model_id, [data]).as_numpy("OUTPUT")
+    finally:
+        client.close()
+    assert out is not None
+    value = out[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def test_runtime_status_is_ready_with_the_controllers_figures(pod: Pod) -> None:
@@ -165,6 +202,7 @@ def test_loads_a_model_from_a_mounted_claim_and_unloads_it(pod: Pod) -> None:
     )
     assert loaded.sizeInBytes == int(len(MODEL_TEXT) * 1.25)
     assert (pod.models_dir / "m1").exists()
+    assert infer(pod.runtime_port, "m1", "world") == MODEL_TEXT + "world"
 
     pod.stub.unloadModel(pb.UnloadModelRequest(modelId="m1"), timeout=30)
     assert list(pod.models_dir.iterdir()) == []
@@ -175,7 +213,8 @@ def test_loads_a_model_from_a_mounted_claim_and_unloads_it(pod: Pod) -> None:
 
 
 def test_the_sidecar_runs_as_uid_2000(pod: Pod) -> None:
-    assert podman("exec", pod.sidecar_name, "id", "-u") == str(APP_UID)
+    uid = podman("exec", pod.sidecar_name, "python", "-c", "import os; print(os.getuid())")
+    assert uid == str(APP_UID)
     assert podman("image", "inspect", IMAGE, "--format", "{{.User}}") == str(APP_UID)
 
 
@@ -186,7 +225,15 @@ def test_the_image_sets_no_entrypoint_and_carries_the_launchers() -> None:
     for label in ("version", "revision", "source"):
         assert labels.get(f"org.opencontainers.image.{label}")
     listing = podman(
-        "run", "--rm", *ulimit_flags(), "--network", "host", IMAGE, "ls", "/opt/app"
+        "run",
+        "--rm",
+        *ulimit_flags(),
+        "--network",
+        "host",
+        IMAGE,
+        "python",
+        "-c",
+        "import os; print(*os.listdir('/opt/app'))",
     ).split()
     for launcher in ("triton-adapter", "mlserver-adapter", "puller", "simple-string-adapter"):
         assert launcher in listing
