@@ -34,6 +34,15 @@ KSERVE_V2_METHOD_INFOS: Mapping[str, Sequence[int]] = {
     "inference.GRPCInferenceService/ModelInfer": [1],
 }
 
+#: Options for gRPC channels to a model server. gRPC's default reconnect backoff
+#: grows to two minutes, so a model server restarted by its pod would be answered
+#: UNAVAILABLE long after it is back; a second is plenty on loopback.
+MODEL_SERVER_CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
 
 @dataclass(frozen=True)
 class RuntimeSettings:
