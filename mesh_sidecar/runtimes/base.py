@@ -103,6 +103,10 @@ class RuntimeAdapter(ABC):
     #: Dir under ROOT_MODEL_DIR holding the server's model repository, one subdir per
     #: model id (e.g. "_triton_models"), or None when the server loads the pulled files.
     repository_dir: ClassVar[str | None] = None
+    #: True when `list_loaded` tells the server's loaded models at any time, not only
+    #: at start: the sidecar then notices a restarted server that lost its models and
+    #: loads them again from the files it kept, so what it told ModelMesh stays true.
+    lists_loaded_models: ClassVar[bool] = True
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings

@@ -60,6 +60,8 @@ class ForwardAdapter(RuntimeAdapter):
     """
 
     name: ClassVar[str] = "forward"
+    # mmesh.ModelRuntime has no call that lists loaded models.
+    lists_loaded_models: ClassVar[bool] = False
 
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
