@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,39 @@ def http_server() -> Iterator[FileServer]:
     server = FileServer()
     yield server
     server.stop()
+
+
+# -- results of the reliability campaign (docs/reliability.md is generated from them) --
+
+#: The report generator reads this file (see tests/reliability/report.py).
+RESULTS_ENV = "RELIABILITY_RESULTS"
+_results: list[dict[str, Any]] = []
+
+Record = Callable[..., None]
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Record:
+    """Notes one tried case for the report: its class, what was tried and what happened."""
+
+    def note(kind: str, case: str, outcome: str, tries: int = 1, **figures: Any) -> None:
+        _results.append(
+            {
+                "class": kind,
+                "case": case,
+                "outcome": outcome,
+                "tries": tries,
+                "test": request.node.nodeid,
+                **figures,
+            }
+        )
+
+    return note
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get(RESULTS_ENV)
+    if target and _results:
+        path = Path(target)
+        old = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps(old + _results, indent=1))

@@ -78,7 +78,11 @@ class ModelManager:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._slots = asyncio.Semaphore(settings.loading_concurrency)
         self._pullers: dict[str, Puller] = {}
-        self._puller_settings = PullerSettings(pvc_mounts_dir=settings.pvc_mounts_dir)
+        self._puller_settings = PullerSettings(
+            pvc_mounts_dir=settings.pvc_mounts_dir,
+            archive_max_bytes=settings.archive_max_bytes,
+            archive_max_members=settings.archive_max_members,
+        )
         self.reserved_ids = {SCHEMAS_DIR} | (
             {runtime.repository_dir} if runtime.repository_dir else set()
         )

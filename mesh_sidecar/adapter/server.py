@@ -117,7 +117,8 @@ class ModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):
                 logging.INFO if code == grpc.StatusCode.OK else logging.WARNING, event, extra=fields
             )
         if code != grpc.StatusCode.OK:
-            await context.abort(code, f"model {model_id!r}: {message}")
+            shown = model_id if len(model_id) <= 128 else model_id[:64] + "..."
+            await context.abort(code, f"model {shown!r}: {message}")
 
     async def loadModel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async with self._call("load", request.modelId, context) as fields:

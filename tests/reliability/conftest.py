@@ -1,62 +1,17 @@
 """Fixtures of the reliability campaign: a seeded S3 store behind a fault proxy, a
-sidecar in front of a real simple-string server, and the results file the report
-is generated from."""
+sidecar in front of a real simple-string server."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import grpc
 import pytest
+from stack import BIG_WEIGHTS, MODEL_TEXT, WEIGHTS, write_store_config
 
-from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.faultproxy import FaultProxy
 from mesh_sidecar.testing.plugin import SidecarDirs
 from mesh_sidecar.testing.processes import ServerHandle, SidecarHandle, run_sidecar
 from mesh_sidecar.testing.storage import S3Server
-
-#: The report generator reads this file (see tests/reliability/report.py).
-RESULTS_ENV = "RELIABILITY_RESULTS"
-MODEL_TEXT = "hello "
-WEIGHTS = os.urandom(768 * 1024)  # makes a pull take a while through a slow link
-BIG_WEIGHTS = os.urandom(3 * 1024 * 1024)
-S3_KEY = json.dumps({"storage_key": "store", "model_type": {"name": "string"}})
-
-_results: list[dict[str, Any]] = []
-
-Record = Callable[..., None]
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest) -> Record:
-    """Notes one tried case for the report: its class, what was tried and what happened."""
-
-    def note(kind: str, case: str, outcome: str, tries: int = 1, **figures: Any) -> None:
-        _results.append(
-            {
-                "class": kind,
-                "case": case,
-                "outcome": outcome,
-                "tries": tries,
-                "test": request.node.nodeid,
-                **figures,
-            }
-        )
-
-    return note
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    target = os.environ.get(RESULTS_ENV)
-    if target and _results:
-        path = Path(target)
-        old = json.loads(path.read_text()) if path.exists() else []
-        path.write_text(json.dumps(old + _results, indent=1))
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +31,6 @@ def proxy(s3_models: S3Server) -> Iterator[FaultProxy]:
     fault = FaultProxy(s3_models.port)
     yield fault
     fault.close()
-
-
-def write_store_config(
-    dirs: SidecarDirs, s3: S3Server, endpoint: str, **overrides: Any
-) -> dict[str, Any]:
-    config = s3.config(endpoint_url=endpoint, **overrides)
-    (dirs.storage_config_dir / "store").write_text(json.dumps(config))
-    return config
 
 
 @pytest.fixture
@@ -107,29 +54,3 @@ def s3_sidecar(
     )
     with run_sidecar("simple-string", simple_string_server.port, *sidecar_dirs.as_args()) as handle:
         yield handle
-
-
-def load_request(model_id: str, path: str = "rel/m1", key: str = S3_KEY) -> Any:
-    return pb.LoadModelRequest(modelId=model_id, modelType="string", modelPath=path, modelKey=key)
-
-
-def load_code(sidecar: SidecarHandle, model_id: str, path: str = "rel/m1", **kw: Any) -> str:
-    """The status code name a loadModel call ends with ("OK" on success)."""
-    try:
-        sidecar.stub.loadModel(load_request(model_id, path, **kw), timeout=120)
-    except grpc.RpcError as exc:
-        return str(exc.code().name)
-    return "OK"
-
-
-def unload(sidecar: SidecarHandle, model_id: str) -> None:
-    sidecar.stub.unloadModel(pb.UnloadModelRequest(modelId=model_id), timeout=30)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    """Poll `check` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import grpc
 import pytest
-from conftest import Record
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from stack import Record
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.checks import server_models, stray_entries

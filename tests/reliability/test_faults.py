@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+from stack import (
     MODEL_TEXT,
     Record,
     load_code,
