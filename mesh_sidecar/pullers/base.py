@@ -124,8 +124,6 @@ def safe_join(root: Path, relative: str) -> Path:
         raise InvalidRequest(
             f"refusing path {_short(relative)}: a name is over {MAX_NAME_BYTES} bytes"
         )
-            f"refusing path {_short(relative)}: a name is over {MAX_NAME_BYTES} bytes"
-        )
     if len(relative.encode()) > MAX_RELATIVE_PATH_BYTES:
         raise InvalidRequest(
             f"refusing path {_short(relative)}: longer than {MAX_RELATIVE_PATH_BYTES} bytes"
