@@ -45,9 +45,13 @@ def wait_for_port(
 
 
 @contextmanager
-def running(cmd: list[str], port: int, env: Mapping[str, str] | None = None) -> Iterator[None]:
+def running(
+    cmd: list[str], port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[None]:
+    """Run a server on `port` for the duration of the block."""
     proc = subprocess.Popen(
         cmd,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -62,6 +66,13 @@ def running(cmd: list[str], port: int, env: Mapping[str, str] | None = None) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# The well-known development key every Azurite install uses (documented by Microsoft).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFR50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 # -- TLS material -------------------------------------------------------------------
