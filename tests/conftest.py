@@ -155,6 +155,23 @@ def http_server() -> Iterator[FileServer]:
     server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--campaign",
+        action="store_true",
+        help="also run the long tests of the reliability campaign (as `make reliability` does)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--campaign"):
+        return
+    skip = pytest.mark.skip(reason="long reliability-campaign case: `make reliability` runs it")
+    for item in items:
+        if "campaign" in item.keywords:
+            item.add_marker(skip)
+
+
 # -- results of the reliability campaign (docs/reliability.md is generated from them) --
 
 #: The report generator reads this file (see tests/reliability/report.py).

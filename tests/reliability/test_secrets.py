@@ -14,6 +14,7 @@ import http.server
 import json
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +211,7 @@ def test_no_secret_in_logs_errors_metrics_or_files(
             request = pb.LoadModelRequest(
                 modelId="m", modelType="string", modelPath=path, modelKey=key
             )
+            started = time.monotonic()
             try:
                 sidecar.stub.loadModel(request, timeout=60)
                 code = "OK"
@@ -217,7 +219,7 @@ def test_no_secret_in_logs_errors_metrics_or_files(
                 code = exc.code().name
                 details.append(exc.details() or "")
             sidecar.stub.unloadModel(pb.UnloadModelRequest(modelId="m"), timeout=30)
-            outcomes.append(f"{name} {path}: {code}")
+            outcomes.append(f"{name} {path}: {code} in {time.monotonic() - started:.1f} s")
             return code
 
         for name in configs:
@@ -259,6 +261,7 @@ def test_no_secret_in_logs_errors_metrics_or_files(
         "and client key; successful, failed and bad-credential loads at DEBUG",
         f"{len(leaks)} leaks in {len(places)} places searched ({len(logs.splitlines())} log lines)",
         tries=len(outcomes),
+        loads="; ".join(outcomes),
     )
     assert "debug" in logs.lower()  # the sidecar really logged at DEBUG
     assert leaks == []
