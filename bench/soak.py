@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -184,6 +185,8 @@ def back_to_baseline(run: dict[str, Any], rss_slack_mb: float) -> list[str]:
 
 
 def main() -> int:
+    # On SIGTERM, unwind so the servers and sidecars started here are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=10_000, help="cycles per storage")
     parser.add_argument("--storage", choices=["pvc", "s3", "both"], default="both")

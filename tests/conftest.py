@@ -177,6 +177,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: The report generator reads this file (see tests/reliability/report.py).
 RESULTS_ENV = "RELIABILITY_RESULTS"
 _results: list[dict[str, Any]] = []
+_tests: list[dict[str, Any]] = []
 
 Record = Callable[..., None]
 
@@ -200,9 +201,14 @@ def record(request: pytest.FixtureRequest) -> Record:
     return note
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _tests.append(
+            {"test": report.nodeid, "outcome": report.outcome, "seconds": report.duration}
+        )
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get(RESULTS_ENV)
-    if target and _results:
-        path = Path(target)
-        old = json.loads(path.read_text()) if path.exists() else []
-        path.write_text(json.dumps(old + _results, indent=1))
+    if target:
+        Path(target).write_text(json.dumps({"cases": _results, "tests": _tests}, indent=1))
