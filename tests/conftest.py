@@ -118,7 +118,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not AZURITE.exists():
         pytest.fail("Azurite is missing: run `make install`")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
     cmd = [
         str(AZURITE),
         "--blobHost",
@@ -130,8 +129,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--inMemoryPersistence",
         "--disableTelemetry",  # no traffic off this machine
     ]
-    # In memory, Azurite still writes its debug log and extent metadata to the cwd.
-    with running(cmd, port, cwd=workdir):
+    # Azurite may write a log or state next to where it runs: keep that out of the tree.
+    with running(cmd, port, cwd=tmp_path_factory.mktemp("azurite")):
         yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 

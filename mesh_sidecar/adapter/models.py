@@ -137,6 +137,7 @@ class ModelManager:
     async def load(self, request: LoadRequest) -> LoadedModel:
         """Pull, lay out and load a model; a repeated load answers without pulling."""
         self._check_id(request.model_id)
+        self.runtime.check_model_id(request.model_id)
         key = parse_model_key(request.model_key)
         source = resolve_source(key, request.model_path, self.settings.storage_config_dir)
         async with self._locked(request.model_id):

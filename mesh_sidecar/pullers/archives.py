@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import InvalidRequest, ResourceExhausted
 from mesh_sidecar.pullers.base import safe_join
 
@@ -33,10 +34,6 @@ class ArchiveLimits:
 
     max_bytes: int = 64 * GiB
     max_members: int = 100_000
-
-
-class ExtractionCancelled(Exception):
-    """The pull was cancelled while extracting."""
 
 
 def is_archive(path: Path) -> bool:
@@ -73,7 +70,7 @@ class _Budget:
                 f"archive has more than {self.limits.max_members} members; refusing it"
             )
         if self.cancel is not None and self.cancel.is_set():
-            raise ExtractionCancelled()
+            raise Stopped
 
     def reserve(self, nbytes: int, name: str) -> None:
         self.bytes += nbytes
@@ -97,7 +94,7 @@ class _Budget:
                 if written > declared:
                     raise InvalidRequest(f"archive member {name!r} is larger than it declares")
                 if self.cancel is not None and self.cancel.is_set():
-                    raise ExtractionCancelled()
+                    raise Stopped
                 out.write(chunk)
 
 
@@ -200,7 +197,7 @@ def extract_archive(
     """Extract `archive` into the existing dir `dest` (blocking; run it in a thread).
 
     Raises InvalidRequest for a hostile or unreadable archive, ResourceExhausted when
-    it would not fit on the disk, ExtractionCancelled once `cancel` is set. Partial
+    it would not fit on the disk, Stopped once `cancel` is set. Partial
     output is left for the caller to remove. `name` is the archive's own name when the
     file was moved aside (it decides the format and appears in messages).
     """

@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
     InvalidRequest,
     NotFound,
@@ -38,7 +39,6 @@ from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
     ProgressWriter,
-    PullCancelled,
     PullContext,
     StoredObject,
     config_key,
@@ -149,7 +149,7 @@ class AzurePuller(ObjectStorePuller):
     def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:
         where = f"azure container {source.config.get('bucket') or source.config.get('container')!r}"
         where += f" path {source.path.strip('/')!r}"
-        if isinstance(exc, PullCancelled):
+        if isinstance(exc, Stopped):
             return Unavailable(f"{what} {where}: cancelled")
         if isinstance(exc, ClientAuthenticationError):
             return PermissionDenied(f"{what} {where}: credentials refused")

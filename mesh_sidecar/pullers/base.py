@@ -8,7 +8,6 @@ and a destination dir, and raises the errors of `mesh_sidecar.errors`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mesh_sidecar.aio import run_stoppable
 from mesh_sidecar.errors import InvalidRequest, ResourceExhausted
 
 if TYPE_CHECKING:
@@ -208,27 +208,14 @@ async def extract_in_place(archive: Path, limits: ArchiveLimits) -> None:
     """
     from mesh_sidecar.pullers.archives import extract_archive
 
-    cancel = threading.Event()
     # Moved aside under a name no member is expected to have, so nothing collides with it.
     moved = archive.with_name(f".archive-{uuid.uuid4().hex}")
 
-    def extract() -> None:
+    def extract(stop: threading.Event) -> None:
         archive.rename(moved)
         try:
-            extract_archive(moved, archive.parent, limits, cancel, archive.name)
+            extract_archive(moved, archive.parent, limits, stop, archive.name)
         finally:
             moved.unlink(missing_ok=True)
 
-    work = asyncio.ensure_future(asyncio.to_thread(extract))
-    try:
-        await asyncio.shield(work)
-    except asyncio.CancelledError:
-        cancel.set()
-        while not work.done():
-            try:
-                await asyncio.shield(work)
-            except asyncio.CancelledError:
-                continue
-            except Exception:
-                break
-        raise
+    await run_stoppable(extract)

@@ -128,6 +128,13 @@ class RuntimeAdapter(ABC):
     async def list_loaded(self) -> list[str]:
         """Ids of the models the server has loaded (for the start-up purge)."""
 
+    def check_model_id(self, model_id: str) -> None:
+        """Raise InvalidRequest if the server cannot use `model_id`; called before any pull.
+
+        The framework has already checked that the id is a safe dir name.
+        """
+        return None  # most servers take any safe dir name
+
     def plan_layout(self, model: ModelFiles) -> LayoutPlan | None:
         """The files the server wants under `repository_path(model_id)`, or None.
 

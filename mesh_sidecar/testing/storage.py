@@ -5,10 +5,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import ipaddress
-import os
-import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,57 +19,29 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["FileServer", "Pki", "free_port", "make_pki", "running", "wait_until"]
 
 
-def wait_for_port(
-    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+AZURITE_ACCOUNT = "devstoreaccount1"
+# The well-known development key every Azurite install uses (documented by Microsoft).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 @contextmanager
 def running(
     cmd: list[str], port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[None]:
-    """Run a server on `port` for the duration of the block."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """Run a server process until the block ends; it must listen on `port` first."""
+    proc = start_process(cmd, env, name=Path(cmd[0]).name, cwd=cwd)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=60)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-AZURITE_ACCOUNT = "devstoreaccount1"
-# The well-known development key every Azurite install uses (documented by Microsoft).
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFR50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+        proc.stop()
 
 
 # -- TLS material -------------------------------------------------------------------

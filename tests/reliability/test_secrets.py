@@ -112,9 +112,9 @@ def test_no_secret_in_logs_errors_metrics_or_files(
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
         f"AccountKey={AZURITE_KEY};BlobEndpoint={azurite};"
     )
-    container = BlobServiceClient.from_connection_string(
-        connection_string
-    ).get_container_client("sec-models")
+    container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+        "sec-models"
+    )
     if not container.exists():
         container.create_container()
     container.upload_blob("sec/m/model.txt", TEXT, overwrite=True)
