@@ -48,7 +48,7 @@ def tests_section(tests: list[dict[str, Any]]) -> list[str]:
         + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
         + ".",
         "",
-        "| file | passed | failed | skipped | seconds |",
+        "| file | passed | failed | skipped | seconds (test bodies) |",
         "|---|---|---|---|---|",
     ]
     for name in sorted(by_file):

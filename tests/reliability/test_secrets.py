@@ -264,7 +264,8 @@ def test_no_secret_in_logs_errors_metrics_or_files(
         "secrets",
         "s3 keys, gcs private key and token, azure key/SAS/connection string, http headers "
         "and client key; successful, failed and bad-credential loads at DEBUG",
-        f"{len(leaks)} leaks in {len(places)} places searched ({len(logs.splitlines())} log lines)",
+        f"{len(leaks)} leaks in the logs ({len(logs.splitlines())} lines), "
+        f"{len(details)} error details, /metrics and {len(written)} files written",
         tries=len(outcomes),
         loads="; ".join(outcomes),
     )
