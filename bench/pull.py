@@ -91,18 +91,22 @@ def commands(tool: str, endpoint: str, dataset: str, dest: Path, config: Path) -
     raise ValueError(tool)
 
 
-def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def run_once(cmd: list[str], env: dict[str, str], logs: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one run; the in-sidecar worker reports its own time."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {err.strip()[-500:]}")
+    # Output goes to files: some tools print a line per file, which would fill a pipe.
+    with open(logs / "stdout.log", "w+b") as out, open(logs / "stderr.log", "w+b") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {stderr.strip()[-500:]}")
     if cmd[1:2] == [__file__]:
-        elapsed = float(out.strip().splitlines()[-1])
+        elapsed = float(stdout.strip().splitlines()[-1])
     return elapsed, usage.ru_maxrss / 1024
 
 
@@ -224,7 +228,7 @@ def bench(
             for tool in order:
                 dest = work / "out" / f"{tool}-{name}-{round_}"
                 dest.mkdir(parents=True)
-                seconds, peak = run_once(commands(tool, endpoint, name, dest, config), env)
+                seconds, peak = run_once(commands(tool, endpoint, name, dest, config), env, work)
                 times[tool].append(seconds)
                 rss[tool] = max(rss[tool], peak)
                 shutil.rmtree(dest)

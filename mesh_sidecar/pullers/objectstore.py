@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import random
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -115,6 +116,11 @@ class ProgressWriter:
 
     def seekable(self) -> bool:
         return self._raw.seekable()
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (0-based): exponential, jittered, at most 5 s."""
+    return min(5.0, 0.2 * 2.0**attempt) * random.uniform(0.5, 1.0)
 
 
 def config_number(config: Mapping[str, Any], name: str, default: float) -> float:

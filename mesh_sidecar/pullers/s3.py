@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,8 +39,10 @@ from mesh_sidecar.pullers.base import StorageSource
 from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
+    ProgressWriter,
     PullContext,
     StoredObject,
+    backoff_delay,
     config_flag,
     config_key,
     config_number,
@@ -79,6 +82,13 @@ DENIED_CODES = frozenset(
 )
 MISSING_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
 THROTTLED_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
+CHUNK = 256 * 1024
+STREAM_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.IncompleteReadError,
+)
 SINGLE_PART_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -99,6 +109,9 @@ class _Client:
             # Custom endpoints (MinIO, Ceph, rclone, moto) rarely serve virtual-host buckets.
             s3={"addressing_style": "path" if config.get("endpoint_url") else "auto"},
             signature_version=UNSIGNED if config_flag(config, "anonymous") else None,
+            # We check MD5 ETags ourselves; botocore's own checksum hooks cost CPU per request.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         # A session per client: boto3's default session is not safe to share across threads.
         session = boto3.session.Session()
@@ -116,6 +129,7 @@ class _Client:
             if config.get("session_token"):
                 kwargs["aws_session_token"] = str(config["session_token"])
         self.s3 = session.client("s3", **kwargs)
+        self.attempts = max(1, int(config_number(config, "max_attempts", 5)))
         # Many small files: many requests in flight. Big files: parallel ranged GETs.
         self.transfer = TransferConfig(
             multipart_threshold=16 * MiB,
@@ -170,12 +184,48 @@ class S3Puller(ObjectStorePuller):
                 yield StoredObject(item["Key"], int(item.get("Size", 0)), md5)
 
     def download(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
-        # Not used: fetch() hands every object to one s3transfer manager.
-        raise NotImplementedError
+        """One GET per object below the multipart threshold: for many small files this is
+        much cheaper than s3transfer's machinery, and the MD5 is computed as bytes arrive."""
+        bucket, _ = self.location(source)
+        client = self._client(source)
+        attempts = client.attempts
+        for attempt in range(attempts):
+            digest = hashlib.md5(usedforsecurity=False) if item.obj.md5 else None
+            written = 0
+            try:
+                response = client.s3.get_object(Bucket=bucket, Key=item.obj.key)
+                with open(item.target, "wb") as raw:
+                    writer = ProgressWriter(raw, ctx, digest)
+                    try:
+                        for chunk in response["Body"].iter_chunks(CHUNK):
+                            writer.write(chunk)
+                    finally:
+                        written = writer.written
+                break
+            except STREAM_ERRORS:
+                # botocore retries a request, not a body cut short: retry the object.
+                ctx.add_bytes(-written)
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(backoff_delay(attempt))
+        if digest is not None and digest.hexdigest() != item.obj.md5:
+            self._md5_mismatch(source, item)
 
     async def fetch(
         self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
     ) -> None:
+        threshold = self._client(source).transfer.multipart_threshold
+        small = [item for item in plan if item.obj.size < threshold]
+        big = [item for item in plan if item.obj.size >= threshold]
+        if small:
+            await super().fetch(source, small, ctx)
+        if big:
+            await self._fetch_ranged(source, big, ctx)
+
+    async def _fetch_ranged(
+        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
+    ) -> None:
+        """Big objects: s3transfer's parallel ranged GETs."""
         bucket, _ = self.location(source)
         client = self._client(source)
         manager = TransferManager(client.s3, client.transfer)
@@ -214,8 +264,11 @@ class S3Puller(ObjectStorePuller):
             while chunk := data.read(MiB):
                 ctx.check()
                 digest.update(chunk)
-        if digest.hexdigest() == item.obj.md5:
-            return
+        if digest.hexdigest() != item.obj.md5:
+            self._md5_mismatch(source, item)
+
+    def _md5_mismatch(self, source: StorageSource, item: PlannedDownload) -> None:
+        """Fail on an MD5 that differs from the ETag, unless the ETag is no MD5 at all."""
         # With SSE-KMS or SSE-C the ETag is not the MD5 of the content: nothing to compare.
         bucket, _ = self.location(source)
         try:
