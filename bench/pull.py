@@ -36,6 +36,7 @@ DATASETS = {
     "medium": ("200 x 1 MiB", 200, MiB),
     "small": ("2,000 x 4 KiB", 2000, 4096),
 }
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 PEERS = ("s5cmd", "rclone", "aws-cli", "kserve-storage")
 
 
@@ -45,7 +46,11 @@ def make_data(root: Path, names: Sequence[str]) -> None:
         folder = root / "bench" / name
         folder.mkdir(parents=True)
         for i in range(count):
-            (folder / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+            # In 1 MiB pieces: this script stays small (its RSS is not measured, but
+            # a big one slows every tool it starts).
+            with open(folder / f"f{i:05d}.bin", "wb") as out:
+                for offset in range(0, size, MiB):
+                    out.write(os.urandom(min(MiB, size - offset)))
 
 
 def commands(tool: str, endpoint: str, dataset: str, dest: Path, config: Path) -> list[str]:
@@ -92,14 +97,17 @@ def commands(tool: str, endpoint: str, dataset: str, dest: Path, config: Path) -
 
 
 def run_once(cmd: list[str], env: dict[str, str], logs: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one run; the in-sidecar worker reports its own time."""
+    """(seconds, peak RSS in MB) of one run; the in-sidecar worker reports its own time.
+
+    GNU time (a small process) starts the tool, so the peak RSS is the tool's own and
+    not that of this script, which a forked child would inherit in its count.
+    """
+    measured = [GNU_TIME, "-f", "%M", "-o", str(logs / "rss.txt"), *cmd] if GNU_TIME else cmd
     # Output goes to files: some tools print a line per file, which would fill a pipe.
     with open(logs / "stdout.log", "w+b") as out, open(logs / "stderr.log", "w+b") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(measured, env=env, stdout=out, stderr=err, check=False)
         elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -107,7 +115,8 @@ def run_once(cmd: list[str], env: dict[str, str], logs: Path) -> tuple[float, fl
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {stderr.strip()[-500:]}")
     if cmd[1:2] == [__file__]:
         elapsed = float(stdout.strip().splitlines()[-1])
-    return elapsed, usage.ru_maxrss / 1024
+    peak_kib = float((logs / "rss.txt").read_text().split()[-1]) if GNU_TIME else float("nan")
+    return elapsed, peak_kib / 1024
 
 
 def in_sidecar(src: str, dest: str, config_file: str) -> None:
