@@ -91,10 +91,16 @@ class ProgressWriter:
         self._ctx = ctx
         self.digest = digest
         self.written = 0
+        # Parallel range downloads write out of order; the digest then means nothing.
+        self.in_order = True
+        self._next = 0
 
     def write(self, data: bytes) -> int:
         self._ctx.check()
+        if self.in_order and self.digest is not None and self._raw.tell() != self._next:
+            self.in_order = False
         count = self._raw.write(data)
+        self._next += len(data)
         if self.digest is not None:
             self.digest.update(data)
         self.written += len(data)
