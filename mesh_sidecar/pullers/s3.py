@@ -5,7 +5,8 @@ Config (the storage-config secret, type `s3`): `access_key_id` + `secret_access_
 (environment, web identity / IRSA, instance profile); `anonymous: true` for public
 buckets. `endpoint_url` (path-style addressing then), `region`, `certificate`
 (PEM CA of a private endpoint), `bucket` (the modelKey's `bucket` lands here) or
-`default_bucket`. Tuning: `max_concurrency` (32), `connect_timeout` (10 s),
+`default_bucket`. Tuning: `max_concurrency` (16 ranges of a big object in flight; small objects use
+the puller's 32 workers), `connect_timeout` (10 s),
 `read_timeout` (60 s), `max_attempts` (5, bounded exponential backoff on
 throttling, 5xx and connection faults; botocore's "standard" retry mode).
 """
@@ -95,7 +96,8 @@ class _Client:
     """A boto3 client and the transfer settings built from one storage config."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        concurrency = int(config_number(config, "max_concurrency", 32)) or 1
+        # Ranged GETs of one big object: beyond 16 in flight only memory grows.
+        concurrency = int(config_number(config, "max_concurrency", 16)) or 1
         botocore_config = Config(
             region_name=str(config.get("region") or "us-east-1"),
             connect_timeout=config_number(config, "connect_timeout", 10),
