@@ -5,10 +5,10 @@ Config (the storage-config secret, type `s3`): `access_key_id` + `secret_access_
 (environment, web identity / IRSA, instance profile); `anonymous: true` for public
 buckets. `endpoint_url` (path-style addressing then), `region`, `certificate`
 (PEM CA of a private endpoint), `bucket` (the modelKey's `bucket` lands here) or
-`default_bucket`. Tuning: `max_concurrency` (16 ranges of a big object in flight; small objects use
-the puller's 32 workers), `connect_timeout` (10 s),
-`read_timeout` (60 s), `max_attempts` (5, bounded exponential backoff on
-throttling, 5xx and connection faults; botocore's "standard" retry mode).
+`default_bucket`. Tuning: `max_concurrency` (16 ranges of a big object in flight;
+small objects use the puller's 32 workers), `connect_timeout` (10 s), `read_timeout`
+(60 s), `max_attempts` (5, bounded exponential backoff on throttling, 5xx and
+connection faults; botocore's "standard" retry mode).
 """
 
 from __future__ import annotations
