@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from archive_data import good_tar, good_zip, hostile_archives, tar_bomb, zip_bomb
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest
 from mesh_sidecar.pullers.archives import (

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from archive_data import good_tar
 from conftest import AZURITE_ACCOUNT, AZURITE_KEY
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.azure import AzurePuller

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from archive_data import good_tar, hostile_archives
 from conftest import S3Server
-from helpers import entries, tree
+from trees import entries, tree
 from servers import FileServer
 
 pytestmark = pytest.mark.slow

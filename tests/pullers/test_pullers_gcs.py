@@ -15,7 +15,7 @@ import pytest
 from archive_data import good_zip
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from helpers import entries, tree
+from trees import entries, tree
 from servers import FileServer
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied

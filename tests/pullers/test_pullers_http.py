@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from archive_data import good_tar, hostile_archives
 from faultproxy import FaultProxy
-from helpers import entries, tree
+from trees import entries, tree
 from servers import FileServer, Pki
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable

@@ -11,7 +11,7 @@ import pytest
 from archive_data import good_tar, good_zip
 from conftest import S3Server
 from faultproxy import FaultProxy
-from helpers import entries, tree
+from trees import entries, tree
 from servers import wait_until
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
