@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from archive_data import good_tar, hostile_archives
 from conftest import S3Server
-from trees import entries, tree
 from servers import FileServer
+from trees import entries, tree
 
 pytestmark = pytest.mark.slow
 

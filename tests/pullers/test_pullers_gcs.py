@@ -15,8 +15,8 @@ import pytest
 from archive_data import good_zip
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from trees import entries, tree
 from servers import FileServer
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically

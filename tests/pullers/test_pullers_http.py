@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from archive_data import good_tar, hostile_archives
 from faultproxy import FaultProxy
-from trees import entries, tree
 from servers import FileServer, Pki
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically

@@ -11,8 +11,8 @@ import pytest
 from archive_data import good_tar, good_zip
 from conftest import S3Server
 from faultproxy import FaultProxy
-from trees import entries, tree
 from servers import wait_until
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSource, pull_atomically
