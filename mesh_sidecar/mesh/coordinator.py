@@ -105,6 +105,8 @@ class Coordinator:
             )
         )
         self._health_task = asyncio.create_task(self._watch_health())
+        for st in self.states.values():
+            self._spawn(self._watch_connection(st))
 
     async def stop(self) -> None:
         """Stop background work and close the channels (models stay where they are)."""
@@ -124,6 +126,7 @@ class Coordinator:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     # ----- models (mmesh.ModelMesh)
 
@@ -165,7 +168,7 @@ class Coordinator:
             return
         task = self._start_load(model, urgent=False)
         if sync:
-            await asyncio.shield(task)
+            await _completion(task)
 
     def unregister(self, model_id: str) -> None:
         """unregisterModel: refused while a vmodel points at it; unknown ids are fine."""
@@ -263,7 +266,7 @@ class Coordinator:
         if vm.in_transition():
             task = self._start_transition(vm)
             if sync:
-                await asyncio.shield(task)
+                await _completion(task)
         elif load_now:
             await self._load_if_needed(target, sync)
         return vm
@@ -303,6 +306,7 @@ class Coordinator:
         if task is None or task.done():
             vm.target_failed = False  # a new attempt: TRANSITIONING again
             task = asyncio.create_task(self._transition(vm, vm.target))
+            task.add_done_callback(_log_failure)
             vm.transition_task = task
         return task
 
@@ -312,7 +316,7 @@ class Coordinator:
             # A new setVModel is a fresh attempt, even after recent failures.
             if not target.loading() and not target.loaded_copies():
                 target.failures.clear()
-            await asyncio.shield(self._start_load(target, urgent=False))
+            await _completion(self._start_load(target, urgent=False))
         if self.registry.vmodels.get(vm.vmodel_id) is not vm or vm.target != target_id:
             return
         vm.transition_task = None
@@ -370,7 +374,7 @@ class Coordinator:
                 return self.states[copy.instance].instance, copy
             if model.state(time.monotonic()) is ModelState.LOADING_FAILED:
                 raise _load_error(model)
-            await asyncio.shield(self._start_load(model, urgent=True))
+            await _completion(self._start_load(model, urgent=True))
         raise Unavailable(f"model {model_id} could not be loaded")
 
     def release(self, copy: ModelCopy) -> None:
@@ -454,6 +458,7 @@ class Coordinator:
         model.gave_up = False
         model.urgent = urgent
         task = asyncio.create_task(self._load_round(model))
+        task.add_done_callback(_log_failure)
         model.load_task = task
         return task
 
@@ -630,6 +635,13 @@ class Coordinator:
                 *(self._probe(st) for st in self.states.values()), return_exceptions=True
             )
 
+    async def _watch_connection(self, st: InstanceState) -> None:
+        while True:
+            lost = await st.instance.connection_lost()
+            if st.instance.healthy:
+                log.warning("lost the connection to %s's %s", st.name, lost)
+                self._mark_down(st)
+
     async def _probe(self, st: InstanceState) -> None:
         if st.instance.healthy:
             await self.check_instance(st.name)
@@ -638,6 +650,16 @@ class Coordinator:
             # Back again (a restarted sidecar purges its models before READY).
             await st.instance.handshake(wait_s=1.0)
             log.info("instance %s is READY again", st.name)
+
+
+async def _completion(task: asyncio.Task[None]) -> None:
+    """Wait for `task` to end, however it ends; cancelling the waiter leaves it running."""
+    await asyncio.wait([task])
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work failed", exc_info=task.exception())
 
 
 def _overflow_victims(view: InstanceView, keep: str) -> list[str]:
