@@ -427,3 +427,23 @@ def test_bad_command_lines_say_what_is_wrong(args: list[str], code: int, message
     assert proc.popen.wait(timeout=60) == code
     assert message in proc.output()
     proc.stop()
+
+
+def test_with_no_instance_requests_are_unavailable_until_one_is_back(
+    mesh: Callable[..., MeshHandle], pvc_models: Any
+) -> None:
+    pvc_models(1)
+    handle = mesh("simple-string", instances=1)
+    register(handle, "m0")
+    (instance,) = handle.instances
+    instance.kill_sidecar()  # the coordinator starts it again after a second
+    assert infer_code(handle, mm_model_id="m0") == "StatusCode.UNAVAILABLE"
+    assert status(handle, "m0").status == Status.NOT_LOADED  # not held against the model
+
+    def answers() -> bool:
+        try:
+            return infer(handle, mm_model_id="m0") == "m0:x"
+        except InferenceServerException:
+            return False
+
+    wait_until(answers, timeout=60, pause=0.5)

@@ -26,6 +26,7 @@ from mesh_sidecar.errors import (
     FailedPrecondition,
     InvalidRequest,
     NotFound,
+    ResourceExhausted,
     SidecarError,
     Unavailable,
 )
@@ -377,6 +378,8 @@ class Coordinator:
             if model.state(time.monotonic()) is ModelState.LOADING_FAILED:
                 raise _load_error(model)
             await _completion(self._start_load(model, urgent=True))
+            if model.blocked is not None and not model.loaded_copies():
+                raise model.blocked
         raise Unavailable(f"model {model_id} could not be loaded")
 
     def release(self, copy: ModelCopy) -> None:
@@ -458,6 +461,7 @@ class Coordinator:
                     self.states[model.ticket_instance].instance.slots.promote(model.ticket)
             return task
         model.gave_up = False
+        model.blocked = None
         model.urgent = urgent
         task = asyncio.create_task(self._load_round(model))
         task.add_done_callback(_log_failure)
@@ -487,22 +491,18 @@ class Coordinator:
                     if st.instance.healthy and st.name not in exclude
                 ]
                 if not candidates:
-                    if not tried:
-                        self._record_failure(
-                            model, "-", "no instance is available", grpc.StatusCode.UNAVAILABLE
-                        )
-                    model.gave_up = True
+                    # Every instance down (or tried): the model itself did not fail,
+                    # so this is not held against it once instances are back.
+                    model.gave_up = bool(tried)
+                    model.blocked = Unavailable(f"no instance is available for {model.model_id}")
                     return
                 units = await self._predicted_units(model, candidates[0])
                 placement = choose_instance(list(self._views(exclude)), units)
                 if placement is None:
-                    self._record_failure(
-                        model,
-                        "-",
-                        f"no instance has room for model {model.model_id} ({units * 8192} bytes)",
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    model.gave_up = bool(tried)
+                    model.blocked = ResourceExhausted(
+                        f"no instance has room for model {model.model_id} ({units * 8192} bytes)"
                     )
-                    model.gave_up = True
                     return
                 st = self.states[placement.instance]
                 if await self._load_on(model, st, placement.evict, units):
@@ -535,6 +535,7 @@ class Coordinator:
                 self._detach(victim, st.name)
                 unloads.append(self._unload_quietly(st.instance, victim_id))
         st.loading += 1
+        size, failure = 0, None
         try:
             if unloads:
                 await asyncio.gather(*unloads)
@@ -548,19 +549,25 @@ class Coordinator:
                 )
                 size = await st.instance.load(model.model_id, model.spec, timeout_ms / 1000)
         except RuntimeCallFailed as exc:
-            self._detach_if(model, copy)
-            self._record_failure(model, st.name, str(exc), exc.code)
-            # ModelMesh always unloads after a failed or timed-out load.
-            self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
-            if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                self._spawn(self.check_instance(st.name))
-            return False
+            failure = exc
         except asyncio.CancelledError:
             self._detach_if(model, copy)
             self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
             raise
         finally:
             st.loading -= 1
+        if failure is not None:
+            self._detach_if(model, copy)
+            # ModelMesh always unloads after a failed or timed-out load.
+            self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
+            instance_lost = failure.code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.CANCELLED,
+            ) and not await self.check_instance(st.name)
+            if not instance_lost:
+                # A dead instance is not the model's fault: only other failures count.
+                self._record_failure(model, st.name, str(failure), failure.code)
+            return False
         wanted = self.registry.models.get(model.model_id) is model
         if not wanted or model.copies.get(st.name) is not copy:
             # Unregistered, or the instance was lost, while loading.
