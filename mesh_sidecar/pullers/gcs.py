@@ -20,6 +20,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
     InvalidRequest,
     NotFound,
@@ -32,13 +33,12 @@ from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
     ProgressWriter,
-    PullCancelled,
     PullContext,
     StoredObject,
     config_key,
     config_number,
 )
-from mesh_sidecar.pullers.redact import redact
+from mesh_sidecar.redact import redact
 
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CLIENT_FIELDS = ("private_key", "client_email", "token_uri", "project_id")
@@ -111,7 +111,7 @@ class GcsPuller(ObjectStorePuller):
 
     def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:
         where = f"gs://{source.config.get('bucket')}/{source.path.strip('/')}"
-        if isinstance(exc, PullCancelled):
+        if isinstance(exc, Stopped):
             return Unavailable(f"{what} {where}: cancelled")
         if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
             cause = exc.cause

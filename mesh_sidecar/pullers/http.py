@@ -32,8 +32,8 @@ from mesh_sidecar.errors import (
 )
 from mesh_sidecar.pullers.base import Puller, PullerSettings, PullProgress, StorageSource, safe_join
 from mesh_sidecar.pullers.objectstore import config_key, config_number
-from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import ssl_context
+from mesh_sidecar.redact import redact
 
 CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5

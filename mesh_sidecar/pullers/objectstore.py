@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
     InvalidRequest,
     NotFound,
@@ -41,10 +42,6 @@ T = TypeVar("T")
 DEFAULT_WORKERS = 32
 # How long a cancelled or failed pull waits for its workers to notice before returning.
 CANCEL_GRACE = 2.0
-
-
-class PullCancelled(Exception):
-    """Raised inside a worker when the pull it serves was cancelled."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +70,9 @@ class PullContext:
         self._lock = threading.Lock()
 
     def check(self) -> None:
-        """Stop the worker (raise PullCancelled) once the pull was cancelled."""
+        """Stop the worker (raise Stopped) once the pull was cancelled."""
         if self.cancelled.is_set():
-            raise PullCancelled()
+            raise Stopped
 
     def add_bytes(self, nbytes: int, files: int = 0) -> None:
         # Workers report from many threads; progress listeners expect one at a time.
@@ -86,7 +83,7 @@ class PullContext:
 class ProgressWriter:
     """A binary file wrapper for SDKs that write into a file object: counts bytes for the
     progress, hashes them when asked, and stops the SDK mid-object once the pull is
-    cancelled (its next write raises PullCancelled)."""
+    cancelled (its next write raises Stopped)."""
 
     def __init__(self, raw: BinaryIO, ctx: PullContext, digest: Any = None) -> None:
         self._raw = raw
@@ -225,7 +222,7 @@ class ObjectStorePuller(Puller):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn)
-        except (SidecarError, PullCancelled):
+        except (SidecarError, Stopped):
             raise
         except Exception as exc:
             raise self.error_for(exc, source, what) from None
@@ -284,7 +281,7 @@ class ObjectStorePuller(Puller):
         ctx.check()
         try:
             self.download(source, item, ctx)
-        except (SidecarError, PullCancelled):
+        except (SidecarError, Stopped):
             raise
         except Exception as exc:
             raise self.error_for(exc, source, f"downloading {item.obj.key!r}") from None

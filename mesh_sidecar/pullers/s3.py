@@ -26,6 +26,7 @@ from botocore.config import Config
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
+from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
     InvalidRequest,
     NotFound,
@@ -37,7 +38,6 @@ from mesh_sidecar.pullers.base import StorageSource
 from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
-    PullCancelled,
     PullContext,
     StoredObject,
     config_flag,
@@ -46,8 +46,8 @@ from mesh_sidecar.pullers.objectstore import (
     wait_all_or_stop,
     wait_briefly,
 )
-from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import pem_file
+from mesh_sidecar.redact import redact
 
 MiB = 1024 * 1024
 CLIENT_FIELDS = (
@@ -126,7 +126,7 @@ class _Client:
         )
 
 
-class _Progress(BaseSubscriber):  # type: ignore[misc]
+class _Progress(BaseSubscriber):
     """Feeds s3transfer's progress into the pull's counters; gives it the listed size
     so it skips a HeadObject per file."""
 
@@ -233,7 +233,7 @@ class S3Puller(ObjectStorePuller):
         # s3transfer wraps the last error of its retries.
         while getattr(cause, "last_exception", None) is not None:
             cause = cause.last_exception  # type: ignore[attr-defined]
-        if isinstance(cause, PullCancelled):
+        if isinstance(cause, Stopped):
             return Unavailable(f"{what} {where}: cancelled")
         if isinstance(cause, botocore.exceptions.ClientError):
             error = cause.response.get("Error", {})

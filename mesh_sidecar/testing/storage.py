@@ -5,62 +5,36 @@ from __future__ import annotations
 import datetime
 import http.server
 import ipaddress
-import os
-import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(
-    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+__all__ = ["FileServer", "Pki", "free_port", "make_pki", "running", "wait_until"]
 
 
 @contextmanager
-def running(cmd: list[str], port: int, env: Mapping[str, str] | None = None) -> Iterator[None]:
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def running(
+    cmd: list[str], port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[None]:
+    """Run a server process until the block ends; it must listen on `port` first."""
+    proc = start_process(cmd, env, name=Path(cmd[0]).name, cwd=cwd)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=60)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop()
 
 
 # -- TLS material -------------------------------------------------------------------
@@ -194,7 +168,8 @@ class FileServer:
                         route.hits += 1
                         status = route.fail_first.pop(0) if route.fail_first else route.status
                 if route is None:
-                    status, body, headers = 404, b"no such file", {}
+                    status, body = 404, b"no such file"
+                    headers: dict[str, str] = {}
                 elif (
                     route.need_header
                     and self.headers.get(route.need_header[0]) != route.need_header[1]
@@ -254,3 +229,26 @@ def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's S3 server: endpoint, keys of an IAM user allowed everything, a seeding client."""
+
+    endpoint: str
+    port: int
+    access_key_id: str
+    secret_access_key: str
+    admin: Any  # a boto3 S3 client with valid keys, for seeding
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """An s3 storage config for bucket `models`, with `overrides`."""
+        return {
+            "type": "s3",
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "endpoint_url": self.endpoint,
+            "region": "us-east-1",
+            "bucket": "models",
+            **overrides,
+        }

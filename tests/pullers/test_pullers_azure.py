@@ -1,0 +1,161 @@
+"""Azure puller against Azurite: connection string, account key, SAS token, anonymous.
+
+Azurite stores no blob name with `..` in it; that case is covered for every store by
+test_pullers_objectstore.py and against S3.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from archive_data import good_tar
+from conftest import AZURITE_ACCOUNT, AZURITE_KEY
+from helpers import entries, tree
+
+from mesh_sidecar.errors import NotFound, PermissionDenied
+from mesh_sidecar.pullers.azure import AzurePuller
+from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
+
+MODEL = {
+    "models/mnist/model.bin": os.urandom(3000),
+    "models/mnist/sub/config.json": b'{"a": 1}',
+    "models/mnist/empty.txt": b"",
+    "models/mnist/folder/": b"",
+    "models/mnist2/other.bin": b"not mnist",
+    "archives/model.tar.gz": good_tar(),
+}
+EXPECTED = {
+    "empty.txt": b"",
+    "model.bin": MODEL["models/mnist/model.bin"],
+    "sub/config.json": b'{"a": 1}',
+}
+
+
+def connection_string(account_url: str) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={account_url};"
+    )
+
+
+@pytest.fixture(scope="module")
+def account_url(azurite: str) -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(connection_string(azurite))
+    private = service.create_container("models")
+    public = service.create_container("public", public_access="container")
+    for key, body in MODEL.items():
+        private.upload_blob(key, body)
+    public.upload_blob("models/mnist/model.bin", MODEL["models/mnist/model.bin"])
+    return azurite
+
+
+async def pull(config: dict[str, Any], path: str, dest: Path) -> Path:
+    puller = AzurePuller(PullerSettings())
+    try:
+        return (await pull_atomically(puller, StorageSource("azure", config, path), dest)).path
+    finally:
+        await puller.close()
+
+
+async def test_connection_string_pulls_the_prefix_only(account_url: str, tmp_path: Path) -> None:
+    config = {
+        "type": "azure",
+        "connection_string": connection_string(account_url),
+        "container": "models",
+    }
+    assert tree(await pull(config, "models/mnist", tmp_path / "m")) == EXPECTED
+
+
+async def test_account_key_with_any_endpoint(account_url: str, tmp_path: Path) -> None:
+    config = {
+        "type": "azure",
+        "account_name": AZURITE_ACCOUNT,
+        "account_key": AZURITE_KEY,
+        "account_url": account_url,
+        "container": "models",
+    }
+    path = await pull(config, "models/mnist/model.bin", tmp_path / "m")
+    assert path == tmp_path / "m" / "model.bin"
+    assert path.read_bytes() == MODEL["models/mnist/model.bin"]
+    puller = AzurePuller(PullerSettings())
+    assert await puller.size(StorageSource("azure", config, "models/mnist")) == 3008
+    await puller.close()
+
+
+async def test_a_sas_token_and_the_modelkey_bucket(account_url: str, tmp_path: Path) -> None:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    sas = generate_container_sas(
+        AZURITE_ACCOUNT,
+        "models",
+        account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+    )
+    config = {
+        "type": "azure",
+        "account_url": account_url,
+        "sas_token": sas,
+        "container": "elsewhere",
+        "bucket": "models",  # the modelKey's bucket wins over the config's container
+    }
+    assert tree(await pull(config, "models/mnist", tmp_path / "m")) == EXPECTED
+
+
+async def test_anonymous_read_of_a_public_container(account_url: str, tmp_path: Path) -> None:
+    config = {"type": "azure", "account_url": account_url, "container": "public"}
+    path = await pull(config, "models/mnist", tmp_path / "m")
+    assert tree(path) == {"model.bin": MODEL["models/mnist/model.bin"]}
+
+
+async def test_an_archive_is_extracted(account_url: str, tmp_path: Path) -> None:
+    config = {
+        "type": "azure",
+        "connection_string": connection_string(account_url),
+        "container": "models",
+    }
+    path = await pull(config, "archives/model.tar.gz", tmp_path / "m")
+    assert sorted(tree(path)) == ["1/model.onnx", "config.pbtxt", "empty"]
+
+
+async def test_a_wrong_key_is_permission_denied_without_secrets(
+    account_url: str, tmp_path: Path
+) -> None:
+    wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    config = {
+        "type": "azure",
+        "connection_string": connection_string(account_url).replace(AZURITE_KEY, wrong_key),
+        "container": "models",
+    }
+    with pytest.raises(PermissionDenied) as caught:
+        await pull(config, "models/mnist", tmp_path / "m")
+    assert wrong_key not in str(caught.value)
+    assert entries(tmp_path) == []
+
+
+async def test_a_private_container_refuses_anonymous_access(
+    account_url: str, tmp_path: Path
+) -> None:
+    config = {"type": "azure", "account_url": account_url, "container": "models", "max_attempts": 1}
+    with pytest.raises((PermissionDenied, NotFound)):
+        await pull(config, "models/mnist", tmp_path / "m")
+
+
+@pytest.mark.parametrize(("container", "path"), [("models", "models/none"), ("nothere", "x")])
+async def test_nothing_at_the_path_is_not_found(
+    account_url: str, tmp_path: Path, container: str, path: str
+) -> None:
+    config = {
+        "type": "azure",
+        "connection_string": connection_string(account_url),
+        "container": container,
+    }
+    with pytest.raises(NotFound):
+        await pull(config, path, tmp_path / "m")
+    assert entries(tmp_path) == []
