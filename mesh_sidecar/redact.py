@@ -81,10 +81,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1\2" + MASK,
     ),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer " + MASK),
-    (
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-        MASK,
-    ),
+)
+# Masked before any registered value: those include single lines of keys, and masking
+# one line first would leave the rest of the block unmatched.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S
 )
 
 _registered: set[str] = set()
@@ -136,7 +137,7 @@ def redact(text: object, config: Mapping[str, Any] | None = None, extra: Iterabl
     """`text` with registered secrets, the secrets of `config` and `extra` masked, and
     URL queries, URL credentials, connection-string keys, authorization headers, bearer
     tokens and private keys replaced."""
-    out = str(text)
+    out = _PRIVATE_KEY.sub(MASK, str(text))
     with _lock:
         registered = list(_registered)
     values = sorted({*registered, *secret_values(config), *extra}, key=len, reverse=True)

@@ -14,7 +14,15 @@ import pytest
 
 from mesh_sidecar.testing.plugin import SidecarDirs
 from mesh_sidecar.testing.processes import ServerHandle, SidecarHandle, run_sidecar
-from mesh_sidecar.testing.storage import FileServer, Pki, S3Server, free_port, make_pki, running
+from mesh_sidecar.testing.storage import (
+    AZURITE_ACCOUNT,
+    FileServer,
+    Pki,
+    S3Server,
+    free_port,
+    make_pki,
+    running,
+)
 
 
 @pytest.fixture
@@ -46,11 +54,6 @@ def sidecar(
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / ".work" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-AZURITE_ACCOUNT = "devstoreaccount1"
-# The well-known development key every Azurite install uses (documented by Microsoft).
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,13 @@ from mesh_sidecar.testing.processes import free_port, start_process, wait_for_po
 __all__ = ["FileServer", "Pki", "free_port", "make_pki", "running", "wait_until"]
 
 
+AZURITE_ACCOUNT = "devstoreaccount1"
+# The well-known development key every Azurite install uses (documented by Microsoft).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
 @contextmanager
 def running(
     cmd: list[str], port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
