@@ -26,6 +26,9 @@ def generate_stubs() -> None:
 class BuildWithStubs(build_py):
     def run(self) -> None:
         generate_stubs()
+        # In a fresh checkout the package list was found before the stubs existed.
+        if self.packages is not None and "mesh_sidecar.mmesh" not in self.packages:
+            self.packages.append("mesh_sidecar.mmesh")
         super().run()
 
 

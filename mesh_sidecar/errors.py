@@ -28,6 +28,12 @@ class NotFound(SidecarError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class AlreadyExists(SidecarError):
+    """An id is taken by something different (the coordinator's registerModel and setVModel)."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class PermissionDenied(SidecarError):
     """Storage refused the credentials."""
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Accepted for compatibility: this sidecar always pulls in its own process.
     use_embedded_puller: bool = False
     log_level: str = "INFO"
+    # A model that arrives as one archive expands within these bounds (zip and tar bombs).
+    archive_max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024**3
+    archive_max_members: Annotated[int, Field(ge=1)] = 100_000
     metrics_port: Port = 8087  # 0 turns the Prometheus endpoint off
 
     @model_validator(mode="after")

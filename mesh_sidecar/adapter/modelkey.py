@@ -48,7 +48,11 @@ def parse_model_key(text: str) -> ModelKey:
     """Parse a modelKey; an empty one means no storage information."""
     if not text.strip():
         return ModelKey()
-    if len(text.encode()) > MAX_MODEL_KEY_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidRequest("modelKey is not valid UTF-8 text") from None
+    if size > MAX_MODEL_KEY_BYTES:
         raise InvalidRequest(f"modelKey is larger than {MAX_MODEL_KEY_BYTES} bytes")
     try:
         doc = json.loads(text)
@@ -56,6 +60,10 @@ def parse_model_key(text: str) -> ModelKey:
         raise InvalidRequest(f"modelKey is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidRequest("modelKey must be a JSON object")
+    try:  # JSON escapes may spell lone surrogates, which no file name or request can hold
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest("modelKey holds text that is not valid Unicode") from None
 
     params = doc.get("storage_params") or {}
     if not isinstance(params, dict) or not all(

@@ -27,7 +27,7 @@ from mesh_sidecar.adapter.modelkey import (
     resolve_source,
 )
 from mesh_sidecar.aio import finish
-from mesh_sidecar.errors import NotFound
+from mesh_sidecar.errors import NotFound, SidecarError
 from mesh_sidecar.pullers.base import (
     Puller,
     PullerSettings,
@@ -63,6 +63,7 @@ class LoadedModel:
     size_bytes: int
     max_concurrency: int
     pulled: PullResult
+    files: ModelFiles  # what the server was asked to load: enough to load it again
 
 
 class ModelManager:
@@ -77,7 +78,11 @@ class ModelManager:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._slots = asyncio.Semaphore(settings.loading_concurrency)
         self._pullers: dict[str, Puller] = {}
-        self._puller_settings = PullerSettings(pvc_mounts_dir=settings.pvc_mounts_dir)
+        self._puller_settings = PullerSettings(
+            pvc_mounts_dir=settings.pvc_mounts_dir,
+            archive_max_bytes=settings.archive_max_bytes,
+            archive_max_members=settings.archive_max_members,
+        )
         self.reserved_ids = {SCHEMAS_DIR} | (
             {runtime.repository_dir} if runtime.repository_dir else set()
         )
@@ -132,6 +137,7 @@ class ModelManager:
     async def load(self, request: LoadRequest) -> LoadedModel:
         """Pull, lay out and load a model; a repeated load answers without pulling."""
         self._check_id(request.model_id)
+        self.runtime.check_model_id(request.model_id)
         key = parse_model_key(request.model_key)
         source = resolve_source(key, request.model_path, self.settings.storage_config_dir)
         async with self._locked(request.model_id):
@@ -184,6 +190,7 @@ class ModelManager:
             size_bytes=max(1, size),
             max_concurrency=result.max_concurrency or self.settings.limit_per_model_concurrency,
             pulled=pulled,
+            files=files,
         )
         self._loaded[model_id] = loaded
         self.metrics.load_seconds.observe(time.monotonic() - started)
@@ -253,6 +260,43 @@ class ModelManager:
         if not disk:
             return self.settings.default_modelsize
         return max(1, int(disk * self.settings.modelsize_multiplier))
+
+    async def restore_lost(self) -> list[str]:
+        """Load again the models the server lost (it restarted), from the files kept.
+
+        ModelMesh still counts them as loaded here and sends their requests straight
+        to the server, so they must come back. A model that cannot be loaded again is
+        forgotten and its files deleted: ModelMesh then sees NOT_FOUND from the server
+        and loads it elsewhere. Answers the ids that were lost.
+        """
+        if not self._loaded or not self.runtime.lists_loaded_models:
+            return []
+        # Taken before asking the server: a load that finishes meanwhile is not "lost".
+        known = dict(self._loaded)
+        on_server = set(await self.runtime.list_loaded())
+        lost = {m: model for m, model in known.items() if m not in on_server}
+        for model_id, seen in lost.items():
+            async with self._locked(model_id):
+                model = self._loaded.get(model_id)
+                # Checked again under the lock: an unload or a reload may have won the race.
+                if model is not seen or model is None:
+                    continue
+                try:
+                    await self.runtime.load(model.files)
+                    log.warning(
+                        "model server had lost the model: loaded it again",
+                        extra={"event": "restore", "model_id": model_id},
+                    )
+                except SidecarError as exc:
+                    log.warning(
+                        "model server lost the model and it cannot be loaded again",
+                        extra={"event": "restore", "model_id": model_id, "reason": str(exc)},
+                    )
+                    del self._loaded[model_id]
+                    self.metrics.models_loaded.set(len(self._loaded))
+                    self.metrics.loaded_bytes.dec(model.size_bytes)
+                    await asyncio.to_thread(self._remove_files, model_id)
+        return list(lost)
 
     async def purge(self) -> None:
         """Unload whatever the server has loaded and empty ROOT_MODEL_DIR (start-up)."""

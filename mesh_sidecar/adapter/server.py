@@ -23,6 +23,8 @@ from mesh_sidecar.runtimes.base import RuntimeAdapter, RuntimeInfo
 log = logging.getLogger("mesh_sidecar.server")
 
 Status = pb.RuntimeStatusResponse
+#: How often the sidecar checks that the model server still has the models it loaded.
+RESTORE_CHECK_SECONDS = 2.0
 T = TypeVar("T")
 
 
@@ -58,6 +60,16 @@ class ReadinessTracker:
             await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
             await self.health.set("mmesh.ModelRuntime", health_pb2.HealthCheckResponse.SERVING)
         log.info("runtime ready", extra={"event": "ready", "runtime_version": self.info.version})
+        await self.watch()
+
+    async def watch(self, interval: float = RESTORE_CHECK_SECONDS) -> None:
+        """After READY: bring back the models a restarted model server lost."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.models.restore_lost()
+            except SidecarError as exc:  # the server is down right now: check again later
+                log.debug("model server not reachable", extra={"reason": redact(str(exc))})
 
 
 class ModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):
@@ -105,7 +117,8 @@ class ModelRuntimeServicer(pb_grpc.ModelRuntimeServicer):
                 logging.INFO if code == grpc.StatusCode.OK else logging.WARNING, event, extra=fields
             )
         if code != grpc.StatusCode.OK:
-            await context.abort(code, f"model {model_id!r}: {message}")
+            shown = model_id if len(model_id) <= 128 else model_id[:64] + "..."
+            await context.abort(code, f"model {shown!r}: {message}")
 
     async def loadModel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async with self._call("load", request.modelId, context) as fields:

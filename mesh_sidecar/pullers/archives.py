@@ -120,7 +120,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 target = _member_path(dest, member.name)
                 if member.isdir():
                     if target is not None:
-                        target.mkdir(parents=True, exist_ok=True)
+                        _make_dir(target, name)
                     continue
                 if not member.isreg():
                     kind = (
@@ -134,7 +134,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 if target is None:
                     raise InvalidRequest(f"refusing archive member {member.name!r}")
                 budget.reserve(member.size, member.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dir(target.parent, name)
                 src = tar.extractfile(member)
                 if src is None:  # pragma: no cover - isreg() members always have data
                     raise InvalidRequest(f"archive member {member.name!r} has no data")
@@ -173,12 +173,12 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget, name: str) -> None:
                 target = _member_path(dest, member.filename)
                 if member.is_dir():
                     if target is not None:
-                        target.mkdir(parents=True, exist_ok=True)
+                        _make_dir(target, name)
                     continue
                 if target is None:
                     raise InvalidRequest(f"refusing archive member {member.filename!r}")
                 budget.reserve(member.file_size, member.filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dir(target.parent, name)
                 with zf.open(member) as src:
                     budget.copy(src, target, member.file_size, member.filename)
                 if mode & stat.S_IXUSR:
@@ -207,3 +207,11 @@ def extract_archive(
         _extract_zip(archive, dest, budget, name)
     else:
         _extract_tar(archive, dest, budget, name)
+
+
+def _make_dir(path: Path, member: str) -> None:
+    """mkdir -p, where a file already in the way means two members collide."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidRequest(f"archive member {member!r} collides with another member") from None

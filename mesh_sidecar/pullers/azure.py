@@ -44,8 +44,8 @@ from mesh_sidecar.pullers.objectstore import (
     config_key,
     config_number,
 )
-from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import pem_file
+from mesh_sidecar.redact import redact
 
 CLIENT_FIELDS = (
     "account_name",

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from mesh_sidecar.pullers.archives import ArchiveLimits
 
 
+#: Limits of Linux file systems (NAME_MAX, and PATH_MAX less room for ROOT_MODEL_DIR).
+MAX_NAME_BYTES = 255
+MAX_RELATIVE_PATH_BYTES = 3072
+
+
 @dataclass(frozen=True)
 class PullerSettings:
     """What the process knows that pullers need (from the sidecar's environment)."""
@@ -114,7 +119,20 @@ def safe_join(root: Path, relative: str) -> Path:
     parts = PurePosixPath(relative).parts
     if relative.startswith("/") or any(part in ("..", ".") for part in parts):
         raise InvalidRequest(f"refusing path {relative!r}: it leaves the model directory")
+    # Refused here with a clear error rather than failing in the middle of the download.
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+        raise InvalidRequest(
+            f"refusing path {_short(relative)}: a name is over {MAX_NAME_BYTES} bytes"
+        )
+    if len(relative.encode()) > MAX_RELATIVE_PATH_BYTES:
+        raise InvalidRequest(
+            f"refusing path {_short(relative)}: longer than {MAX_RELATIVE_PATH_BYTES} bytes"
+        )
     return root.joinpath(*parts)
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:80] + "...")
 
 
 def relative_key(key: str, prefix: str) -> str | None:
@@ -157,7 +175,8 @@ async def pull_atomically(
     `target` must not exist yet.
     """
     progress = progress or PullProgress()
-    staging = target.parent / f".partial-{target.name}-{uuid.uuid4().hex[:8]}"
+    # The name must fit in NAME_MAX even when the target's name already fills it.
+    staging = target.parent / f".partial-{target.name[:64]}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     try:
         model_path = await puller.pull(source, staging, progress)

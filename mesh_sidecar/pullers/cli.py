@@ -29,7 +29,7 @@ from mesh_sidecar.pullers.base import (
     StorageSource,
     pull_atomically,
 )
-from mesh_sidecar.pullers.redact import redact
+from mesh_sidecar.redact import redact
 
 PROG = "mesh-sidecar pull"
 SCHEMES = {"s3": "s3", "gs": "gcs", "az": "azure", "pvc": "pvc"}

@@ -38,7 +38,7 @@ from mesh_sidecar.pullers.objectstore import (
     config_key,
     config_number,
 )
-from mesh_sidecar.pullers.redact import redact
+from mesh_sidecar.redact import redact
 
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CLIENT_FIELDS = ("private_key", "client_email", "token_uri", "project_id")

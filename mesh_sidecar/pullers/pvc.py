@@ -42,11 +42,27 @@ class PvcPuller(Puller):
 
     async def pull(self, source: StorageSource, dest: Path, progress: PullProgress) -> Path:
         claim, model = self._model_path(source)
+        if _is_small(model):  # a few links cost less than the hop to a worker thread
+            return _link_tree(claim, model, dest, progress, threading.Event())
         return await run_stoppable(lambda stop: _link_tree(claim, model, dest, progress, stop))
 
     async def size(self, source: StorageSource) -> int | None:
         _claim, model = self._model_path(source)
         return (await asyncio.to_thread(tree_size, model))[1]
+
+
+SMALL_DIR_ENTRIES = 32
+
+
+def _is_small(model: Path) -> bool:
+    """A file, or a dir of at most SMALL_DIR_ENTRIES files and no subdirs."""
+    if model.is_file():
+        return True
+    with os.scandir(model) as entries:
+        for count, entry in enumerate(entries):
+            if count >= SMALL_DIR_ENTRIES or entry.is_dir():
+                return False
+    return True
 
 
 def _link_tree(

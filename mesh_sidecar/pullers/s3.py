@@ -49,8 +49,8 @@ from mesh_sidecar.pullers.objectstore import (
     config_number,
     wait_briefly,
 )
-from mesh_sidecar.pullers.redact import redact
 from mesh_sidecar.pullers.tls import pem_file
+from mesh_sidecar.redact import redact
 
 MiB = 1024 * 1024
 CLIENT_FIELDS = (

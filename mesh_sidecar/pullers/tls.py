@@ -17,6 +17,13 @@ _lock = threading.Lock()
 _dir: Path | None = None
 
 
+def pem_text(value: object, field: str) -> str:
+    """`value` if it is PEM text; a config field of another type is an InvalidRequest."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"storage config field {field!r} must be PEM text")
+    return value
+
+
 def pem_file(pem: str) -> str:
     """A private file holding `pem` (some SDKs take a CA bundle only as a path).
 
@@ -28,7 +35,12 @@ def pem_file(pem: str) -> str:
         if _dir is None:
             _dir = Path(tempfile.mkdtemp(prefix="mesh-sidecar-tls-"))
             atexit.register(shutil.rmtree, _dir, True)
-        path = _dir / (hashlib.sha256(pem.encode()).hexdigest()[:32] + ".pem")
+        pem = pem_text(pem, "certificate")
+        try:
+            digest = hashlib.sha256(pem.encode()).hexdigest()[:32]
+        except UnicodeEncodeError:
+            raise InvalidRequest("TLS material in the storage config is not valid text") from None
+        path = _dir / (digest + ".pem")
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
@@ -46,12 +58,37 @@ def ssl_context(
     context = ssl.create_default_context()
     try:
         if certificate:
-            context.load_verify_locations(cadata=certificate)
+            context.load_verify_locations(cadata=pem_text(certificate, "certificate"))
         if client_certificate or client_key:
             if not (client_certificate and client_key):
                 raise InvalidRequest("client_certificate and client_key go together")
-            context.load_cert_chain(pem_file(client_certificate), pem_file(client_key))
+            _load_client_chain(
+                context,
+                pem_text(client_certificate, "client_certificate"),
+                pem_text(client_key, "client_key"),
+            )
     except ssl.SSLError as exc:
         # The reason names the failing check, never the PEM content.
         raise InvalidRequest(f"bad TLS material in the storage config: {exc.reason}") from None
+    except ValueError:  # e.g. non-ASCII text where PEM was expected
+        raise InvalidRequest("bad TLS material in the storage config: not PEM text") from None
     return context
+
+
+def _load_client_chain(context: ssl.SSLContext, certificate: str, key: str) -> None:
+    """Load a client certificate and key given as PEM text.
+
+    `ssl` loads them only from paths; the key must not sit in a file outside the
+    model dir, so both go into anonymous in-memory files, closed once loaded.
+    """
+    fds: list[int] = []
+    try:
+        for name, pem in (("client-certificate", certificate), ("client-key", key)):
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            fds.append(fd)
+            with os.fdopen(os.dup(fd), "wb") as out:
+                out.write(pem.encode())
+        context.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+    finally:
+        for fd in fds:
+            os.close(fd)

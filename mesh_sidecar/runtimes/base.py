@@ -34,6 +34,15 @@ KSERVE_V2_METHOD_INFOS: Mapping[str, Sequence[int]] = {
     "inference.GRPCInferenceService/ModelInfer": [1],
 }
 
+#: Options for gRPC channels to a model server. gRPC's default reconnect backoff
+#: grows to two minutes, so a model server restarted by its pod would be answered
+#: UNAVAILABLE long after it is back; a second is plenty on loopback.
+MODEL_SERVER_CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
 
 @dataclass(frozen=True)
 class RuntimeSettings:
@@ -94,6 +103,10 @@ class RuntimeAdapter(ABC):
     #: Dir under ROOT_MODEL_DIR holding the server's model repository, one subdir per
     #: model id (e.g. "_triton_models"), or None when the server loads the pulled files.
     repository_dir: ClassVar[str | None] = None
+    #: True when `list_loaded` tells the server's loaded models at any time, not only
+    #: at start: the sidecar then notices a restarted server that lost its models and
+    #: loads them again from the files it kept, so what it told ModelMesh stays true.
+    lists_loaded_models: ClassVar[bool] = True
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
@@ -114,6 +127,13 @@ class RuntimeAdapter(ABC):
     @abstractmethod
     async def list_loaded(self) -> list[str]:
         """Ids of the models the server has loaded (for the start-up purge)."""
+
+    def check_model_id(self, model_id: str) -> None:
+        """Raise InvalidRequest if the server cannot use `model_id`; called before any pull.
+
+        The framework has already checked that the id is a safe dir name.
+        """
+        return None  # most servers take any safe dir name
 
     def plan_layout(self, model: ModelFiles) -> LayoutPlan | None:
         """The files the server wants under `repository_path(model_id)`, or None.

@@ -18,6 +18,7 @@ from mesh_sidecar.errors import FailedPrecondition, SidecarError, Unavailable
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
 from mesh_sidecar.runtimes.base import (
+    MODEL_SERVER_CHANNEL_OPTIONS,
     LoadResult,
     ModelFiles,
     RuntimeAdapter,
@@ -59,6 +60,8 @@ class ForwardAdapter(RuntimeAdapter):
     """
 
     name: ClassVar[str] = "forward"
+    # mmesh.ModelRuntime has no call that lists loaded models.
+    lists_loaded_models: ClassVar[bool] = False
 
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
@@ -68,7 +71,9 @@ class ForwardAdapter(RuntimeAdapter):
     def _client(self) -> Any:
         # grpc.aio channels belong to the running event loop: create on first use.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.settings.address)
+            self._channel = grpc.aio.insecure_channel(
+                self.settings.address, options=list(MODEL_SERVER_CHANNEL_OPTIONS)
+            )
             self._stub = pb_grpc.ModelRuntimeStub(self._channel)
         return self._stub
 

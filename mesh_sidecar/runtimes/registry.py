@@ -11,5 +11,7 @@ RUNTIMES: Registry[RuntimeAdapter] = Registry(
     {
         "simple-string": ("mesh_sidecar.runtimes.simple_string:SimpleStringAdapter", None),
         "forward": ("mesh_sidecar.runtimes.forward:ForwardAdapter", None),
+        "triton": ("mesh_sidecar.runtimes.triton:TritonAdapter", None),
+        "mlserver": ("mesh_sidecar.runtimes.mlserver:MLServerAdapter", None),
     },
 )

@@ -9,6 +9,7 @@ send the `path` parameter nor the index's `ready` filter.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from mesh_sidecar.errors import RuntimeLoadFailed, SidecarError, Unavailable
 from mesh_sidecar.runtimes.base import (
     KSERVE_V2_METHOD_INFOS,
+    MODEL_SERVER_CHANNEL_OPTIONS,
     LoadResult,
     ModelFiles,
     RuntimeAdapter,
@@ -45,7 +47,9 @@ class SimpleStringAdapter(RuntimeAdapter):
     def _client(self) -> Any:
         # grpc.aio channels belong to the running event loop: create on first use.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.settings.address)
+            self._channel = grpc.aio.insecure_channel(
+                self.settings.address, options=list(MODEL_SERVER_CHANNEL_OPTIONS)
+            )
             self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         return self._stub
 
@@ -55,6 +59,18 @@ class SimpleStringAdapter(RuntimeAdapter):
                 f"{context}: the simple-string server at {self.settings.address} is unreachable"
             )
         return error_from_rpc(exc, context)
+
+    async def _connected(self, context: str) -> None:
+        """Wait briefly for a connection: a server that just restarted is reached as soon as
+        it listens, instead of failing the call while the channel is between attempts."""
+        self._client()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._channel.channel_ready()
+        except TimeoutError:
+            raise Unavailable(
+                f"{context}: the simple-string server at {self.settings.address} is unreachable"
+            ) from None
 
     async def is_ready(self) -> bool:
         """ServerReady; False while the server cannot be reached."""
@@ -90,6 +106,7 @@ class SimpleStringAdapter(RuntimeAdapter):
         """RepositoryModelLoad of the pulled path under the model id."""
         request = service_pb2.RepositoryModelLoadRequest(model_name=model.model_id)
         request.parameters["path"].string_param = str(model.path)
+        await self._connected(f"load of model {model.model_id!r}")
         try:
             await self._client().RepositoryModelLoad(request)
         except grpc.RpcError as exc:

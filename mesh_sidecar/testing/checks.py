@@ -26,3 +26,18 @@ def infer_text(
 def files_under(root: Path) -> list[str]:
     """Every path under `root`, relative and sorted: what a test expects to be left."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def server_models(address: str) -> set[str]:
+    """Names of the models a KServe V2 server reports READY in its RepositoryIndex."""
+    client = triton.InferenceServerClient(address)
+    try:
+        index = client.get_model_repository_index()
+    finally:
+        client.close()
+    return {m.name for m in index.models if m.state == "READY"}
+
+
+def stray_entries(root: Path) -> list[str]:
+    """Entries under `root` that a failed load must never leave: staging dirs of pulls."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".partial-*"))

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mesh_sidecar.testing.processes import ServerHandle, run_simple_string_server
+
+if TYPE_CHECKING:
+    from mesh_sidecar.testing.mlserver import MLServerHandle
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,22 @@ def simple_string_server() -> Iterator[ServerHandle]:
     """A real simple-string model server on a free port."""
     with run_simple_string_server() as server:
         yield server
+
+
+@pytest.fixture
+def mlserver_server(sidecar_dirs: SidecarDirs) -> Iterator[MLServerHandle]:
+    """A real MLServer serving `sidecar_dirs.root_model_dir/_mlserver_models`.
+
+    Skips the test when `make install` has not built MLServer's venv.
+    """
+    # Imported here: a test run that never asks for MLServer does not pay for it.
+    from mesh_sidecar.testing.mlserver import mlserver_available, run_mlserver
+
+    if not mlserver_available():
+        pytest.skip("MLServer's venv is missing: run `make install`")
+    with run_mlserver(sidecar_dirs.root_model_dir) as server:
+        yield server
+
+
+# The embedded coordinator's fixture lives in its own module.
+from mesh_sidecar.testing.mesh import mesh  # noqa: E402, F401

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from archive_data import good_tar, good_zip, hostile_archives, tar_bomb, zip_bomb
 from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest
@@ -15,6 +14,7 @@ from mesh_sidecar.pullers.archives import (
     is_archive,
     single_archive,
 )
+from mesh_sidecar.testing.archives import good_tar, good_zip, hostile_archives, tar_bomb, zip_bomb
 
 GOOD_TREE = {"config.pbtxt": b"name: 'm'", "1/model.onnx": b"\x00" * 1000, "empty": b""}
 
@@ -72,7 +72,7 @@ def test_a_bomb_stops_at_the_size_limit(tmp_path: Path, name: str, make: object)
 
 def test_too_many_members_are_refused(tmp_path: Path) -> None:
     archive = tmp_path / "many.zip"
-    from archive_data import zip_bytes
+    from mesh_sidecar.testing.archives import zip_bytes
 
     archive.write_bytes(zip_bytes([(f"f{i}", b"") for i in range(20)]))
     out = tmp_path / "out"

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_data import good_tar
-from conftest import AZURITE_ACCOUNT, AZURITE_KEY
 from trees import entries, tree
 
 from mesh_sidecar.errors import NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.azure import AzurePuller
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
+from mesh_sidecar.testing.archives import good_tar
+from mesh_sidecar.testing.storage import AZURITE_ACCOUNT, AZURITE_KEY
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_data import good_tar, hostile_archives
-from conftest import S3Server
-from servers import FileServer
 from trees import entries, tree
+
+from mesh_sidecar.testing.archives import good_tar, hostile_archives
+from mesh_sidecar.testing.storage import FileServer, S3Server
 
 pytestmark = pytest.mark.slow
 

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_data import good_zip
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from servers import FileServer
 from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.pullers.gcs import GcsPuller
+from mesh_sidecar.testing.archives import good_zip
+from mesh_sidecar.testing.storage import FileServer
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),

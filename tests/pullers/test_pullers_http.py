@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_data import good_tar, hostile_archives
-from faultproxy import FaultProxy
-from servers import FileServer, Pki
 from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.pullers.http import HttpPuller, model_url
+from mesh_sidecar.testing.archives import good_tar, hostile_archives
+from mesh_sidecar.testing.faultproxy import FaultProxy
+from mesh_sidecar.testing.storage import FileServer, Pki
 
 WEIGHTS = os.urandom(5000)
 
@@ -169,7 +169,7 @@ async def test_hostile_archives_are_refused_and_nothing_is_kept(
 
 
 async def test_a_zip_bomb_stops_at_the_limit(http_server: FileServer, tmp_path: Path) -> None:
-    from archive_data import zip_bomb
+    from mesh_sidecar.testing.archives import zip_bomb
 
     http_server.add("/bomb.zip", zip_bomb(32 * 1024 * 1024))
     with pytest.raises(InvalidRequest, match="beyond"):

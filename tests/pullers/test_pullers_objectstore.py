@@ -8,7 +8,8 @@ import pytest
 
 from mesh_sidecar.errors import InvalidRequest
 from mesh_sidecar.pullers.objectstore import StoredObject, plan_downloads
-from mesh_sidecar.pullers.redact import REDACTED, redact
+from mesh_sidecar.redact import MASK as REDACTED
+from mesh_sidecar.redact import redact
 
 
 def planned(keys: list[str], prefix: str) -> list[str]:

@@ -8,15 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
-from archive_data import good_tar, good_zip
-from conftest import S3Server
-from faultproxy import FaultProxy
-from servers import wait_until
 from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSource, pull_atomically
 from mesh_sidecar.pullers.s3 import S3Puller
+from mesh_sidecar.testing.archives import good_tar, good_zip
+from mesh_sidecar.testing.faultproxy import FaultProxy
+from mesh_sidecar.testing.storage import S3Server, wait_until
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import S3Server
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.checks import files_under, infer_text
 from mesh_sidecar.testing.plugin import SidecarDirs
 from mesh_sidecar.testing.processes import ServerHandle, SidecarHandle, run_sidecar
+from mesh_sidecar.testing.storage import S3Server
 
 pytestmark = pytest.mark.slow
 

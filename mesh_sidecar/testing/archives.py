@@ -1,4 +1,5 @@
-"""Archives built by the tests: good ones, and hostile ones of every kind we refuse."""
+"""Archives for tests and the hostile-input corpus: good ones, and hostile ones
+of every kind the sidecar refuses."""
 
 from __future__ import annotations
 
@@ -111,5 +112,5 @@ def tar_bomb(expanded: int) -> bytes:
                 self.left -= n
                 return n
 
-        tar.addfile(info, io.BufferedReader(Zeros()))
+        tar.addfile(info, io.BufferedReader(Zeros()))  # type: ignore[type-var]
     return buf.getvalue()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +22,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
 __all__ = ["FileServer", "Pki", "free_port", "make_pki", "running", "wait_until"]
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# The well-known development key every Azurite install uses (documented by Microsoft).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 
 
 @contextmanager
@@ -167,7 +175,8 @@ class FileServer:
                         route.hits += 1
                         status = route.fail_first.pop(0) if route.fail_first else route.status
                 if route is None:
-                    status, body, headers = 404, b"no such file", {}
+                    status, body = 404, b"no such file"
+                    headers: dict[str, str] = {}
                 elif (
                     route.need_header
                     and self.headers.get(route.need_header[0]) != route.need_header[1]
@@ -227,3 +236,26 @@ def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's S3 server: endpoint, keys of an IAM user allowed everything, a seeding client."""
+
+    endpoint: str
+    port: int
+    access_key_id: str
+    secret_access_key: str
+    admin: Any  # a boto3 S3 client with valid keys, for seeding
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """An s3 storage config for bucket `models`, with `overrides`."""
+        return {
+            "type": "s3",
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "endpoint_url": self.endpoint,
+            "region": "us-east-1",
+            "bucket": "models",
+            **overrides,
+        }
