@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -94,10 +95,15 @@ def load_overhead(runs: int) -> None:
     print(f"  direct RepositoryModelLoad : {statistics.median(direct) * ms:8.1f} ms")
     print(f"  through the sidecar (PVC)  : {statistics.median(through) * ms:8.1f} ms")
     print(f"  overhead, median of pairs  : {statistics.median(diffs):8.1f} ms")
-    print(
-        f"  overhead, quartiles        : {statistics.quantiles(diffs, n=4)[0]:.1f} .. "
-        f"{statistics.quantiles(diffs, n=4)[2]:.1f} ms"
-    )
+    quartiles = statistics.quantiles(diffs, n=4)
+    print(f"  overhead, quartiles        : {quartiles[0]:.1f} .. {quartiles[2]:.1f} ms")
+    # 95% confidence interval of the median from order statistics: how much the
+    # machine's noise (Triton starting a process per load) leaves of the figure.
+    ranked = sorted(diffs)
+    half = 1.96 * math.sqrt(len(ranked)) / 2
+    low = max(0, math.floor(len(ranked) / 2 - half))
+    high = min(len(ranked) - 1, math.ceil(len(ranked) / 2 + half))
+    print(f"  overhead median, 95% CI    : {ranked[low]:.1f} .. {ranked[high]:.1f} ms")
 
 
 def sidecar_steps(runs: int) -> None:

@@ -1,9 +1,10 @@
 """The `triton` runtime: drives a Triton Inference Server over its KServe V2 gRPC API.
 
 Triton runs with `--model-control-mode=explicit` on `ROOT_MODEL_DIR/_triton_models`,
-and `--strict-readiness=false` (as the Go sidecar's docs run it): with
-strict readiness, Triton's server-ready stays false for good once any model failed to
-load, so a restarted sidecar would never see it ready.
+and `--strict-readiness=false` (as the Go sidecar's docs run it): with strict
+readiness, Triton's server-ready stays false for good once any model failed to load,
+so a restarted sidecar would never see it ready.
+
 The sidecar lays each model out there (see `triton_layout`), then asks Triton to
 load it by name (the model id). Unloading is asynchronous in Triton, so `unload`
 waits until the index no longer shows the model as loaded: the framework
@@ -46,9 +47,9 @@ TRITON_METHOD_INFOS: Mapping[str, Sequence[int]] = {
     "inference.GRPCInferenceService/ModelMetadata": [1],
 }
 
-#: Ids Triton serves reliably. Triton's python backend starts its stub through a shell
-#: command line holding the model name: a space, `;` or `\` in it kills the stub and
-#: leaves the load hanging; non-ASCII names fail in the stub's default locale.
+#: Ids Triton serves reliably. Triton's python backend starts its stub with a command
+#: line holding the model name: a space, `;` or `\` in it breaks the stub's start and
+#: the load never finishes; non-ASCII names fail in the stub's default locale.
 _TRITON_NAME = re.compile(r"[A-Za-z0-9_.:@%+=,~-]+")
 
 # States of a model version in Triton's repository index that hold the model in memory.

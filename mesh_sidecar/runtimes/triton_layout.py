@@ -116,6 +116,8 @@ def plan_triton_layout(
     schema = _read_schema(schema_path) if schema_path is not None else None
     what = f"model {model_id!r}" if model_id else "the model"
     _check_not_dangling(model_path, what)
+    if not model_path.exists():
+        raise FailedPrecondition(f"{what}: no pulled files at {model_path.name!r}")
     if not model_path.is_dir():
         if kind == "keras":
             raise FailedPrecondition(f"{what}: {KERAS_ADVICE}")

@@ -127,6 +127,25 @@ async def test_load_failure_carries_tritons_reason(
     assert await adapter.is_ready()  # a failed model does not make Triton unready
 
 
+async def test_unload_after_a_cancelled_load_waits_for_triton(
+    adapter: TritonAdapter, triton: TritonServer, tmp_path: Path
+) -> None:
+    """ModelMesh cancels slow loads, then unloads: Triton must end up without the model."""
+    pulled = write_model(tmp_path / "pulled", {1: 1.0})
+    files = ModelFiles("cancelled", "", None, pulled, 0)
+    repo = adapter.repository_path("cancelled")
+    assert repo is not None
+    apply_layout(adapter.plan_layout(files), repo)
+    loading = asyncio.create_task(adapter.load(files))
+    await asyncio.sleep(0.3)  # Triton is starting the python backend's stub by now
+    loading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loading
+    await unload_and_remove(adapter, "cancelled")
+    assert "cancelled" not in await adapter.list_loaded()
+    assert index_states(triton.grpc_address).get("cancelled") != "READY"
+
+
 async def test_unloading_an_unknown_model_succeeds(adapter: TritonAdapter) -> None:
     await adapter.unload("never-loaded")
 

@@ -359,6 +359,11 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
         plan_triton_layout(tree, "onnx")
 
 
+def test_missing_model_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="no pulled files"):
+        plan_triton_layout(tmp_path / "absent", "onnx")
+
+
 def test_keras_error_names_the_conversion(tmp_path: Path) -> None:
     model = tmp_path / "model.h5"
     model.write_bytes(b"\x89HDF")
