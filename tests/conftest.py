@@ -127,6 +127,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--loose",
         "--skipApiVersionCheck",
         "--inMemoryPersistence",
+        "--disableTelemetry",  # no traffic off this machine
     ]
     # Azurite may write a log or state next to where it runs: keep that out of the tree.
     with running(cmd, port, cwd=tmp_path_factory.mktemp("azurite")):
@@ -153,11 +154,29 @@ def http_server() -> Iterator[FileServer]:
     server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--campaign",
+        action="store_true",
+        help="also run the long tests of the reliability campaign (as `make reliability` does)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--campaign"):
+        return
+    skip = pytest.mark.skip(reason="long reliability-campaign case: `make reliability` runs it")
+    for item in items:
+        if "campaign" in item.keywords:
+            item.add_marker(skip)
+
+
 # -- results of the reliability campaign (docs/reliability.md is generated from them) --
 
 #: The report generator reads this file (see tests/reliability/report.py).
 RESULTS_ENV = "RELIABILITY_RESULTS"
 _results: list[dict[str, Any]] = []
+_tests: list[dict[str, Any]] = []
 
 Record = Callable[..., None]
 
@@ -181,9 +200,14 @@ def record(request: pytest.FixtureRequest) -> Record:
     return note
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _tests.append(
+            {"test": report.nodeid, "outcome": report.outcome, "seconds": report.duration}
+        )
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get(RESULTS_ENV)
-    if target and _results:
-        path = Path(target)
-        old = json.loads(path.read_text()) if path.exists() else []
-        path.write_text(json.dumps(old + _results, indent=1))
+    if target:
+        Path(target).write_text(json.dumps({"cases": _results, "tests": _tests}, indent=1))

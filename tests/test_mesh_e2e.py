@@ -91,12 +91,12 @@ def locations(handle: MeshHandle, model_id: str) -> set[str]:
     }
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, pause: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        time.sleep(0.1)
+        time.sleep(pause)
 
 
 def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
@@ -321,7 +321,7 @@ def test_least_recently_used_models_are_evicted(
 def test_models_move_when_a_sidecar_is_killed(
     mesh: Callable[..., MeshHandle], pvc_models: Any
 ) -> None:
-    pvc_models(2)
+    pvc_models(6)
     handle = mesh("simple-string", instances=2)
     register(handle, "m0", load=True)
     (where,) = locations(handle, "m0")
@@ -331,10 +331,16 @@ def test_models_move_when_a_sidecar_is_killed(
     victim.kill_sidecar()
     wait_until(lambda: locations(handle, "m0") == {survivor.name})
     assert infer(handle, mm_model_id="m0") == "m0:x"
-    # New models go to the live instance.
-    register(handle, "m1")
-    assert infer(handle, mm_model_id="m1") == "m1:x"
-    assert locations(handle, "m1") == {survivor.name}
+    # The coordinator restarts the sidecar; once READY again, the instance takes
+    # new copies (it is the emptier one).
+    candidates = iter(["m1", "m2", "m3", "m4", "m5"])
+
+    def next_model_lands_on_victim() -> bool:
+        model_id = next(candidates)
+        register(handle, model_id, load=True)
+        return locations(handle, model_id) == {victim.name}
+
+    wait_until(next_model_lands_on_victim, timeout=60, pause=2.0)
 
 
 def test_requests_survive_an_instance_crash(
@@ -421,3 +427,23 @@ def test_bad_command_lines_say_what_is_wrong(args: list[str], code: int, message
     assert proc.popen.wait(timeout=60) == code
     assert message in proc.output()
     proc.stop()
+
+
+def test_with_no_instance_requests_are_unavailable_until_one_is_back(
+    mesh: Callable[..., MeshHandle], pvc_models: Any
+) -> None:
+    pvc_models(1)
+    handle = mesh("simple-string", instances=1)
+    register(handle, "m0")
+    (instance,) = handle.instances
+    instance.kill_sidecar()  # the coordinator starts it again after a second
+    assert infer_code(handle, mm_model_id="m0") == "StatusCode.UNAVAILABLE"
+    assert status(handle, "m0").status == Status.NOT_LOADED  # not held against the model
+
+    def answers() -> bool:
+        try:
+            return infer(handle, mm_model_id="m0") == "m0:x"
+        except InferenceServerException:
+            return False
+
+    wait_until(answers, timeout=60, pause=0.5)

@@ -45,8 +45,8 @@ copy_chain "$venv/bin/python"
 python=$resolved
 
 # The standard library without tests, GUI, terminal, database and packaging
-# modules (and so without the libraries they link), sources only: like the
-# venv, it is compiled on first import.
+# modules (and so without the libraries they link), sources only: the build
+# compiles what the sidecar imports at start, the rest is compiled on use.
 stdlib=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 tar -C / -cf - \
     --exclude='__pycache__' --exclude='test' --exclude='tests' --exclude='idlelib' \

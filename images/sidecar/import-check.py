@@ -4,7 +4,8 @@ Run in the assembled root filesystem at build time: a shared library that did
 not make it into the image, or one broken by stripping, fails the build here
 rather than at the first load in a cluster. A plugin whose optional
 dependencies are not installed (an image built with fewer EXTRAS) is reported
-and skipped.
+and skipped. With --runtimes-only it imports the server and the runtimes
+alone: what every start of the sidecar imports.
 """
 
 import importlib
@@ -19,7 +20,7 @@ from mesh_sidecar.pullers.registry import PULLERS
 from mesh_sidecar.runtimes.registry import RUNTIMES
 
 failed = []
-for registry in (PULLERS, RUNTIMES):
+for registry in (RUNTIMES,) if "--runtimes-only" in sys.argv else (PULLERS, RUNTIMES):
     for name, spec in sorted(registry.specs().items()):
         module = spec.target.partition(":")[0]
         try:

@@ -271,12 +271,15 @@ class ModelManager:
         """
         if not self._loaded or not self.runtime.lists_loaded_models:
             return []
-        lost = [m for m in self._loaded if m not in set(await self.runtime.list_loaded())]
-        for model_id in lost:
+        # Taken before asking the server: a load that finishes meanwhile is not "lost".
+        known = dict(self._loaded)
+        on_server = set(await self.runtime.list_loaded())
+        lost = {m: model for m, model in known.items() if m not in on_server}
+        for model_id, seen in lost.items():
             async with self._locked(model_id):
                 model = self._loaded.get(model_id)
                 # Checked again under the lock: an unload or a reload may have won the race.
-                if model is None or model_id in await self.runtime.list_loaded():
+                if model is not seen or model is None:
                     continue
                 try:
                     await self.runtime.load(model.files)
@@ -293,7 +296,7 @@ class ModelManager:
                     self.metrics.models_loaded.set(len(self._loaded))
                     self.metrics.loaded_bytes.dec(model.size_bytes)
                     await asyncio.to_thread(self._remove_files, model_id)
-        return lost
+        return list(lost)
 
     async def purge(self) -> None:
         """Unload whatever the server has loaded and empty ROOT_MODEL_DIR (start-up)."""

@@ -83,4 +83,6 @@ async def start_mesh(
         await coordinator.stop()
         await asyncio.gather(*(s.stop() for s in spawned), return_exceptions=True)
         raise
+    for instance in spawned:
+        instance.supervise()
     return RunningMesh(bound, coordinator, server, spawned)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Coroutine, Iterator, Sequence
@@ -25,6 +26,7 @@ from mesh_sidecar.errors import (
     FailedPrecondition,
     InvalidRequest,
     NotFound,
+    ResourceExhausted,
     SidecarError,
     Unavailable,
 )
@@ -93,6 +95,7 @@ class Coordinator:
         }
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_task: asyncio.Task[None] | None = None
+        self._gc_pacer = GcPacer()
 
     # ----- life cycle
 
@@ -105,6 +108,8 @@ class Coordinator:
             )
         )
         self._health_task = asyncio.create_task(self._watch_health())
+        for st in self.states.values():
+            self._spawn(self._watch_connection(st))
 
     async def stop(self) -> None:
         """Stop background work and close the channels (models stay where they are)."""
@@ -124,6 +129,7 @@ class Coordinator:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     # ----- models (mmesh.ModelMesh)
 
@@ -165,7 +171,7 @@ class Coordinator:
             return
         task = self._start_load(model, urgent=False)
         if sync:
-            await asyncio.shield(task)
+            await _completion(task)
 
     def unregister(self, model_id: str) -> None:
         """unregisterModel: refused while a vmodel points at it; unknown ids are fine."""
@@ -263,7 +269,7 @@ class Coordinator:
         if vm.in_transition():
             task = self._start_transition(vm)
             if sync:
-                await asyncio.shield(task)
+                await _completion(task)
         elif load_now:
             await self._load_if_needed(target, sync)
         return vm
@@ -303,6 +309,7 @@ class Coordinator:
         if task is None or task.done():
             vm.target_failed = False  # a new attempt: TRANSITIONING again
             task = asyncio.create_task(self._transition(vm, vm.target))
+            task.add_done_callback(_log_failure)
             vm.transition_task = task
         return task
 
@@ -312,7 +319,7 @@ class Coordinator:
             # A new setVModel is a fresh attempt, even after recent failures.
             if not target.loading() and not target.loaded_copies():
                 target.failures.clear()
-            await asyncio.shield(self._start_load(target, urgent=False))
+            await _completion(self._start_load(target, urgent=False))
         if self.registry.vmodels.get(vm.vmodel_id) is not vm or vm.target != target_id:
             return
         vm.transition_task = None
@@ -370,7 +377,9 @@ class Coordinator:
                 return self.states[copy.instance].instance, copy
             if model.state(time.monotonic()) is ModelState.LOADING_FAILED:
                 raise _load_error(model)
-            await asyncio.shield(self._start_load(model, urgent=True))
+            await _completion(self._start_load(model, urgent=True))
+            if model.blocked is not None and not model.loaded_copies():
+                raise model.blocked
         raise Unavailable(f"model {model_id} could not be loaded")
 
     def release(self, copy: ModelCopy) -> None:
@@ -452,8 +461,10 @@ class Coordinator:
                     self.states[model.ticket_instance].instance.slots.promote(model.ticket)
             return task
         model.gave_up = False
+        model.blocked = None
         model.urgent = urgent
         task = asyncio.create_task(self._load_round(model))
+        task.add_done_callback(_log_failure)
         model.load_task = task
         return task
 
@@ -480,22 +491,18 @@ class Coordinator:
                     if st.instance.healthy and st.name not in exclude
                 ]
                 if not candidates:
-                    if not tried:
-                        self._record_failure(
-                            model, "-", "no instance is available", grpc.StatusCode.UNAVAILABLE
-                        )
-                    model.gave_up = True
+                    # Every instance down (or tried): the model itself did not fail,
+                    # so this is not held against it once instances are back.
+                    model.gave_up = bool(tried)
+                    model.blocked = Unavailable(f"no instance is available for {model.model_id}")
                     return
                 units = await self._predicted_units(model, candidates[0])
                 placement = choose_instance(list(self._views(exclude)), units)
                 if placement is None:
-                    self._record_failure(
-                        model,
-                        "-",
-                        f"no instance has room for model {model.model_id} ({units * 8192} bytes)",
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    model.gave_up = bool(tried)
+                    model.blocked = ResourceExhausted(
+                        f"no instance has room for model {model.model_id} ({units * 8192} bytes)"
                     )
-                    model.gave_up = True
                     return
                 st = self.states[placement.instance]
                 if await self._load_on(model, st, placement.evict, units):
@@ -528,6 +535,7 @@ class Coordinator:
                 self._detach(victim, st.name)
                 unloads.append(self._unload_quietly(st.instance, victim_id))
         st.loading += 1
+        size, failure = 0, None
         try:
             if unloads:
                 await asyncio.gather(*unloads)
@@ -541,19 +549,25 @@ class Coordinator:
                 )
                 size = await st.instance.load(model.model_id, model.spec, timeout_ms / 1000)
         except RuntimeCallFailed as exc:
-            self._detach_if(model, copy)
-            self._record_failure(model, st.name, str(exc), exc.code)
-            # ModelMesh always unloads after a failed or timed-out load.
-            self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
-            if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                self._spawn(self.check_instance(st.name))
-            return False
+            failure = exc
         except asyncio.CancelledError:
             self._detach_if(model, copy)
             self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
             raise
         finally:
             st.loading -= 1
+        if failure is not None:
+            self._detach_if(model, copy)
+            # ModelMesh always unloads after a failed or timed-out load.
+            self._spawn(self._unload_quietly(st.instance, model.model_id, delay=1.0))
+            instance_lost = failure.code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.CANCELLED,
+            ) and not await self.check_instance(st.name)
+            if not instance_lost:
+                # A dead instance is not the model's fault: only other failures count.
+                self._record_failure(model, st.name, str(failure), failure.code)
+            return False
         wanted = self.registry.models.get(model.model_id) is model
         if not wanted or model.copies.get(st.name) is not copy:
             # Unregistered, or the instance was lost, while loading.
@@ -626,9 +640,17 @@ class Coordinator:
     async def _watch_health(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval_s)
+            self._gc_pacer.tick()
             await asyncio.gather(
                 *(self._probe(st) for st in self.states.values()), return_exceptions=True
             )
+
+    async def _watch_connection(self, st: InstanceState) -> None:
+        while True:
+            lost = await st.instance.connection_lost()
+            if st.instance.healthy:
+                log.warning("lost the connection to %s's %s", st.name, lost)
+                self._mark_down(st)
 
     async def _probe(self, st: InstanceState) -> None:
         if st.instance.healthy:
@@ -638,6 +660,42 @@ class Coordinator:
             # Back again (a restarted sidecar purges its models before READY).
             await st.instance.handshake(wait_s=1.0)
             log.info("instance %s is READY again", st.name)
+
+
+class GcPacer:
+    """Keeps full garbage collections from pausing the loop for long.
+
+    Tens of thousands of long-lived records make every full collection walk
+    them all (200 ms at 10,000 models). Each tick collects the young
+    generations (cheap) and freezes what survives, so automatic collections
+    only look at new objects; every `full_every_s` a full collection of
+    everything frees cyclic garbage that was frozen meanwhile, one pause
+    instead of many.
+    """
+
+    def __init__(self, full_every_s: float = 600.0) -> None:
+        self.full_every_s = full_every_s
+        self._last_full = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_full >= self.full_every_s:
+            gc.unfreeze()
+            gc.collect()
+            self._last_full = now
+        else:
+            gc.collect(1)
+        gc.freeze()
+
+
+async def _completion(task: asyncio.Task[None]) -> None:
+    """Wait for `task` to end, however it ends; cancelling the waiter leaves it running."""
+    await asyncio.wait([task])
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work failed", exc_info=task.exception())
 
 
 def _overflow_victims(view: InstanceView, keep: str) -> list[str]:

@@ -28,6 +28,8 @@ MODEL_SIZE_TIMEOUT_S = 30.0
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 512 * 1024 * 1024),
     ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    # A connection that goes idle would look like a lost one (see connection_lost).
+    ("grpc.client_idle_timeout_ms", 2**31 - 1),
 ]
 
 
@@ -114,6 +116,16 @@ class LoadSlots:
             self._grant_next()
 
 
+async def _wait_until_lost(channel: grpc.aio.Channel) -> None:
+    """Return when a channel that was connected stops being connected."""
+    state = channel.get_state(try_to_connect=True)
+    while True:
+        await channel.wait_for_state_change(state)
+        previous, state = state, channel.get_state(try_to_connect=True)
+        if previous is grpc.ChannelConnectivity.READY and state is not previous:
+            return
+
+
 def _failure(exc: grpc.aio.AioRpcError, what: str) -> RuntimeCallFailed:
     code = exc.code()
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -131,8 +143,8 @@ class Instance:
         self.limits: RuntimeLimits | None = None
         self.healthy = False
         self.slots = LoadSlots(1)
-        self._mgmt = grpc.aio.insecure_channel(adapter_address, options=CHANNEL_OPTIONS)
-        self._runtime = rt_grpc.ModelRuntimeStub(self._mgmt)
+        self.mgmt_channel = grpc.aio.insecure_channel(adapter_address, options=CHANNEL_OPTIONS)
+        self._runtime = rt_grpc.ModelRuntimeStub(self.mgmt_channel)
         self.data_channel = grpc.aio.insecure_channel(runtime_address, options=CHANNEL_OPTIONS)
         self._forwarders: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
@@ -210,6 +222,25 @@ class Instance:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:
                 raise _failure(exc, f"unloading {model_id} from {self.name}") from exc
 
+    async def connection_lost(self) -> str:
+        """Wait until the connection to the sidecar or to the model server drops; which one.
+
+        A sidecar that restarts purges its models, and a model server that restarts
+        forgets them, so either means the copies there are gone, even when the
+        process is back before the next health probe.
+        """
+        channels = {"sidecar": self.mgmt_channel, "model server": self.data_channel}
+        watchers = {
+            asyncio.ensure_future(_wait_until_lost(channel)): role
+            for role, channel in channels.items()
+        }
+        try:
+            done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        return watchers[done.pop()]
+
     def forwarder(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
         """A raw-bytes unary call of `method` ("/pkg.Service/Method") on the model server."""
         call = self._forwarders.get(method)
@@ -221,5 +252,5 @@ class Instance:
         return call
 
     async def close(self) -> None:
-        await self._mgmt.close()
+        await self.mgmt_channel.close()
         await self.data_channel.close()

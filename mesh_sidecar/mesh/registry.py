@@ -11,7 +11,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-from mesh_sidecar.errors import InvalidRequest
+from mesh_sidecar.errors import InvalidRequest, SidecarError
 
 #: A model that failed to load this many times within FAILURE_WINDOW_S is LOADING_FAILED.
 MAX_LOAD_FAILURES = 3
@@ -99,6 +99,7 @@ class ModelRecord:
     ticket: asyncio.Future[None] | None = None  # its place in an instance's loading queue
     ticket_instance: str | None = None
     gave_up: bool = False  # the last load round ended without a copy
+    blocked: SidecarError | None = None  # why the last round could not even try
     requests_in_window: int = 0
     window_start: float = 0.0
 

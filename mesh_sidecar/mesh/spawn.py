@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -17,6 +18,11 @@ from mesh_sidecar.mesh.instances import Instance
 from mesh_sidecar.runtimes.registry import RUNTIMES
 
 STOP_GRACE_S = 5.0
+RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 30.0
+STABLE_AFTER_S = 60.0  # a process that ran this long is restarted without delay growth
+
+log = logging.getLogger("mesh_sidecar.mesh")
 
 
 def free_port() -> int:
@@ -27,24 +33,91 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class ProcessSpec:
+    """How to (re)start one process of an instance."""
+
+    role: str  # "server" or "sidecar"
+    cmd: tuple[str, ...]
+    env: Mapping[str, str]
+    output: IO[bytes] | None
+
+
 @dataclass
 class SpawnedInstance:
-    """One model server + sidecar pair started by the coordinator."""
+    """One model server + sidecar pair started by the coordinator.
+
+    Like a kubelet restarting a pod's containers, `supervise()` starts again a
+    process that exits while the instance is in use; the restarted sidecar
+    purges and answers READY, and the coordinator takes the instance back.
+    """
 
     name: str
     adapter_port: int
     runtime_port: int
     model_dir: Path
+    specs: list[ProcessSpec] = field(default_factory=list)
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    _supervisor: asyncio.Task[None] | None = None
 
     def instance(self) -> Instance:
         return Instance(
             self.name, f"127.0.0.1:{self.adapter_port}", f"127.0.0.1:{self.runtime_port}"
         )
 
+    async def _start(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
+        # Own session: Ctrl-C reaches the coordinator only, which stops these in order.
+        return await asyncio.create_subprocess_exec(
+            *spec.cmd,
+            env=dict(spec.env),
+            stdout=spec.output,
+            stderr=spec.output,
+            start_new_session=True,
+        )
+
+    async def start(self) -> None:
+        for spec in self.specs:
+            self.processes.append(await self._start(spec))
+
+    def supervise(self) -> None:
+        """Restart processes that exit, until `stop()`."""
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(self._restart_exited())
+
+    async def _restart_exited(self) -> None:
+        delay, last_restart = RESTART_DELAY_S, 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            waits = {asyncio.ensure_future(p.wait()): i for i, p in enumerate(self.processes)}
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+            if loop.time() - last_restart > STABLE_AFTER_S:
+                delay = RESTART_DELAY_S
+            last_restart = loop.time()
+            for finished in done:
+                index = waits[finished]
+                spec = self.specs[index]
+                log.warning(
+                    "%s %s exited with %s: restarting it in %.0fs",
+                    self.name,
+                    spec.role,
+                    self.processes[index].returncode,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                self.processes[index] = await self._start(spec)
+            # A process that keeps failing is restarted less and less often.
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+
     async def stop(self) -> None:
         """SIGTERM both processes (the sidecar first), SIGKILL what is left after a grace period."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         for proc in reversed(self.processes):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -56,8 +129,9 @@ class SpawnedInstance:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        for log_file in self._logs:
-            log_file.close()
+        for spec in self.specs:
+            if spec.output is not None:
+                spec.output.close()
 
 
 def _open_log(path: Path) -> IO[bytes]:
@@ -101,13 +175,8 @@ async def spawn_instance(
     spawned = SpawnedInstance(name, adapter_port, runtime_port, model_dir)
     for role, cmd in (("server", server_cmd), ("sidecar", sidecar_cmd)):
         output = None if log_dir is None else _open_log(log_dir / f"{name}-{role}.log")
-        if output is not None:
-            spawned._logs.append(output)
-        # Own session: Ctrl-C reaches the coordinator only, which stops these in order.
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, env=child_env, stdout=output, stderr=output, start_new_session=True
-        )
-        spawned.processes.append(proc)
+        spawned.specs.append(ProcessSpec(role, tuple(cmd), child_env, output))
+    await spawned.start()
     return spawned
 
 

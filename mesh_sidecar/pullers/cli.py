@@ -101,13 +101,17 @@ def parse_source(text: str, config: Mapping[str, Any], pvc_mounts_dir: Path) -> 
         return ParsedSource(StorageSource("http", cfg, ""), settings)
     if scheme and len(scheme) > 1:
         raise UsageError(f"unsupported SOURCE scheme {scheme!r}")
-    # A local path: read it like a PVC mounted at its parent dir.
+    # A local path: read like a PVC, the path's parent dir being the claim.
     local = Path(text).resolve()
     if not local.exists():
         raise UsageError(f"SOURCE {text!r} does not exist")
+    if local.parent == local.parent.parent:
+        raise UsageError(f"SOURCE {text!r}: a local source must be below a top-level dir")
     cfg = with_type("pvc")
-    cfg["name"] = local.name
-    return ParsedSource(StorageSource("pvc", cfg, ""), PullerSettings(pvc_mounts_dir=local.parent))
+    cfg["name"] = local.parent.name
+    return ParsedSource(
+        StorageSource("pvc", cfg, local.name), PullerSettings(pvc_mounts_dir=local.parent.parent)
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

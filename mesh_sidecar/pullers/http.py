@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import random
+import ssl
 from collections.abc import Mapping
 from email.message import Message
 from pathlib import Path, PurePosixPath
@@ -31,7 +31,7 @@ from mesh_sidecar.errors import (
     Unavailable,
 )
 from mesh_sidecar.pullers.base import Puller, PullerSettings, PullProgress, StorageSource, safe_join
-from mesh_sidecar.pullers.objectstore import config_key, config_number
+from mesh_sidecar.pullers.objectstore import backoff_delay, config_key, config_number
 from mesh_sidecar.pullers.tls import ssl_context
 from mesh_sidecar.redact import redact
 
@@ -144,8 +144,7 @@ class HttpPuller(Puller):
                 if attempt + 1 == attempts:
                     raise Unavailable(f"{exc} (after {attempts} attempts)") from None
                 progress.bytes = 0
-                # Bounded exponential backoff with jitter: 0.2 s, 0.4 s, ... at most 5 s.
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(backoff_delay(attempt))
         raise AssertionError("unreachable")
 
     async def _download(
@@ -172,8 +171,10 @@ class HttpPuller(Puller):
                 progress.add(0, files=1)
         except httpx.TooManyRedirects:
             raise InvalidRequest(f"GET {shown}: more than {MAX_REDIRECTS} redirects") from None
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            # Resets, stalls (read timeouts) and bodies cut short are all worth a retry.
+        except (httpx.TransportError, httpx.StreamError, ssl.SSLError) as exc:
+            # Resets, stalls (read timeouts) and bodies cut short are all worth a retry. A TLS
+            # alert that arrives after the handshake (TLS 1.3 refusing a missing client
+            # certificate) surfaces from the first read as a bare ssl.SSLError.
             reason = redact(exc, source.config) or type(exc).__name__
             raise _Transient(f"GET {shown}: {reason}") from None
         content_md5 = response.headers.get("content-md5")

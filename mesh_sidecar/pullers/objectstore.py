@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import random
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -90,10 +91,16 @@ class ProgressWriter:
         self._ctx = ctx
         self.digest = digest
         self.written = 0
+        # Parallel range downloads write out of order; the digest then means nothing.
+        self.in_order = True
+        self._next = 0
 
     def write(self, data: bytes) -> int:
         self._ctx.check()
+        if self.in_order and self.digest is not None and self._raw.tell() != self._next:
+            self.in_order = False
         count = self._raw.write(data)
+        self._next += len(data)
         if self.digest is not None:
             self.digest.update(data)
         self.written += len(data)
@@ -115,6 +122,11 @@ class ProgressWriter:
 
     def seekable(self) -> bool:
         return self._raw.seekable()
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (0-based): exponential, jittered, at most 5 s."""
+    return min(5.0, 0.2 * 2.0**attempt) * random.uniform(0.5, 1.0)
 
 
 def config_number(config: Mapping[str, Any], name: str, default: float) -> float:

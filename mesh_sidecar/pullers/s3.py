@@ -5,9 +5,10 @@ Config (the storage-config secret, type `s3`): `access_key_id` + `secret_access_
 (environment, web identity / IRSA, instance profile); `anonymous: true` for public
 buckets. `endpoint_url` (path-style addressing then), `region`, `certificate`
 (PEM CA of a private endpoint), `bucket` (the modelKey's `bucket` lands here) or
-`default_bucket`. Tuning: `max_concurrency` (32), `connect_timeout` (10 s),
-`read_timeout` (60 s), `max_attempts` (5, bounded exponential backoff on
-throttling, 5xx and connection faults; botocore's "standard" retry mode).
+`default_bucket`. Tuning: `max_concurrency` (16 ranges of a big object in flight;
+small objects use the puller's 32 workers), `connect_timeout` (10 s), `read_timeout`
+(60 s), `max_attempts` (5, bounded exponential backoff on throttling, 5xx and
+connection faults; botocore's "standard" retry mode).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,12 +40,13 @@ from mesh_sidecar.pullers.base import StorageSource
 from mesh_sidecar.pullers.objectstore import (
     ObjectStorePuller,
     PlannedDownload,
+    ProgressWriter,
     PullContext,
     StoredObject,
+    backoff_delay,
     config_flag,
     config_key,
     config_number,
-    wait_all_or_stop,
     wait_briefly,
 )
 from mesh_sidecar.pullers.tls import pem_file
@@ -79,6 +82,13 @@ DENIED_CODES = frozenset(
 )
 MISSING_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
 THROTTLED_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
+CHUNK = 256 * 1024
+STREAM_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.IncompleteReadError,
+)
 SINGLE_PART_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -86,7 +96,8 @@ class _Client:
     """A boto3 client and the transfer settings built from one storage config."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        concurrency = int(config_number(config, "max_concurrency", 32)) or 1
+        # Ranged GETs of one big object: beyond 16 in flight only memory grows.
+        concurrency = int(config_number(config, "max_concurrency", 16)) or 1
         botocore_config = Config(
             region_name=str(config.get("region") or "us-east-1"),
             connect_timeout=config_number(config, "connect_timeout", 10),
@@ -99,6 +110,9 @@ class _Client:
             # Custom endpoints (MinIO, Ceph, rclone, moto) rarely serve virtual-host buckets.
             s3={"addressing_style": "path" if config.get("endpoint_url") else "auto"},
             signature_version=UNSIGNED if config_flag(config, "anonymous") else None,
+            # We check MD5 ETags ourselves; botocore's own checksum hooks cost CPU per request.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         # A session per client: boto3's default session is not safe to share across threads.
         session = boto3.session.Session()
@@ -116,13 +130,13 @@ class _Client:
             if config.get("session_token"):
                 kwargs["aws_session_token"] = str(config["session_token"])
         self.s3 = session.client("s3", **kwargs)
+        self.attempts = max(1, int(config_number(config, "max_attempts", 5)))
         # Many small files: many requests in flight. Big files: parallel ranged GETs.
         self.transfer = TransferConfig(
             multipart_threshold=16 * MiB,
             multipart_chunksize=16 * MiB,
             max_concurrency=concurrency,
             num_download_attempts=int(config_number(config, "max_attempts", 5)),
-            max_io_queue=1000,
         )
 
 
@@ -170,12 +184,49 @@ class S3Puller(ObjectStorePuller):
                 yield StoredObject(item["Key"], int(item.get("Size", 0)), md5)
 
     def download(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
-        # Not used: fetch() hands every object to one s3transfer manager.
-        raise NotImplementedError
+        """One GET per object below the multipart threshold: for many small files this is
+        much cheaper than s3transfer's machinery, and the MD5 is computed as bytes arrive."""
+        bucket, _ = self.location(source)
+        client = self._client(source)
+        attempts = client.attempts
+        for attempt in range(attempts):
+            digest = hashlib.md5(usedforsecurity=False) if item.obj.md5 else None
+            written = 0
+            try:
+                response = client.s3.get_object(Bucket=bucket, Key=item.obj.key)
+                with open(item.target, "wb") as raw:
+                    writer = ProgressWriter(raw, ctx, digest)
+                    try:
+                        for chunk in response["Body"].iter_chunks(CHUNK):
+                            writer.write(chunk)
+                    finally:
+                        written = writer.written
+                break
+            except STREAM_ERRORS:
+                # botocore retries a request, not a body cut short: retry the object.
+                ctx.add_bytes(-written)
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(backoff_delay(attempt))
+        if digest is not None and digest.hexdigest() != item.obj.md5:
+            self._md5_mismatch(source, item)
 
     async def fetch(
         self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
     ) -> None:
+        threshold = self._client(source).transfer.multipart_threshold
+        small = [item for item in plan if item.obj.size < threshold]
+        big = [item for item in plan if item.obj.size >= threshold]
+        if small:
+            await super().fetch(source, small, ctx)
+        if big:
+            await self._fetch_ranged(source, big, ctx)
+
+    async def _fetch_ranged(
+        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
+    ) -> None:
+        """Big objects: s3transfer's parallel ranged GETs, at most `max_io_queue` chunks
+        (25 MiB) buffered, whatever the object's size."""
         bucket, _ = self.location(source)
         client = self._client(source)
         manager = TransferManager(client.s3, client.transfer)
@@ -198,24 +249,11 @@ class S3Puller(ObjectStorePuller):
             await wait_briefly(asyncio.ensure_future(asyncio.to_thread(manager.shutdown, True)))
             raise
         await asyncio.to_thread(manager.shutdown)
-        await self._verify(source, plan, ctx)
+        # Ranges arrive out of order, so their MD5 would cost a second read of the whole
+        # file (as long again as the download here): big objects are checked by size.
 
-    async def _verify(
-        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
-    ) -> None:
-        """Checks the MD5 ETag of single-part objects, the checksum S3 lists."""
-        checked = [item for item in plan if item.obj.md5]
-        futures = [self._executor.submit(self._check_md5, source, item, ctx) for item in checked]
-        await wait_all_or_stop(futures, ctx.cancelled)
-
-    def _check_md5(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(item.target, "rb") as data:
-            while chunk := data.read(MiB):
-                ctx.check()
-                digest.update(chunk)
-        if digest.hexdigest() == item.obj.md5:
-            return
+    def _md5_mismatch(self, source: StorageSource, item: PlannedDownload) -> None:
+        """Fail on an MD5 that differs from the ETag, unless the ETag is no MD5 at all."""
         # With SSE-KMS or SSE-C the ETag is not the MD5 of the content: nothing to compare.
         bucket, _ = self.location(source)
         try:

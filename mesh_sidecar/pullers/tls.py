@@ -62,9 +62,10 @@ def ssl_context(
         if client_certificate or client_key:
             if not (client_certificate and client_key):
                 raise InvalidRequest("client_certificate and client_key go together")
-            context.load_cert_chain(
-                pem_file(pem_text(client_certificate, "client_certificate")),
-                pem_file(pem_text(client_key, "client_key")),
+            _load_client_chain(
+                context,
+                pem_text(client_certificate, "client_certificate"),
+                pem_text(client_key, "client_key"),
             )
     except ssl.SSLError as exc:
         # The reason names the failing check, never the PEM content.
@@ -72,3 +73,22 @@ def ssl_context(
     except ValueError:  # e.g. non-ASCII text where PEM was expected
         raise InvalidRequest("bad TLS material in the storage config: not PEM text") from None
     return context
+
+
+def _load_client_chain(context: ssl.SSLContext, certificate: str, key: str) -> None:
+    """Load a client certificate and key given as PEM text.
+
+    `ssl` loads them only from paths; the key must not sit in a file outside the
+    model dir, so both go into anonymous in-memory files, closed once loaded.
+    """
+    fds: list[int] = []
+    try:
+        for name, pem in (("client-certificate", certificate), ("client-key", key)):
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            fds.append(fd)
+            with os.fdopen(os.dup(fd), "wb") as out:
+                out.write(pem.encode())
+        context.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -22,7 +22,7 @@ from mesh_sidecar.errors import SidecarError
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.pullers.registry import PULLERS
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 SECRET = "Fuzz-Secret-Value-0123456789"
 MODEL_KEY_FIELDS = [
     "storage_key",
@@ -105,7 +105,7 @@ PULL_TYPES = st.sampled_from(["s3", "http", "pvc"])
     st.dictionaries(st.sampled_from(CONFIG_FIELDS[1:]), json_values, max_size=6),
     st.text(max_size=30),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_pullers_parse_any_config_into_a_status(
     storage_type: str, config: dict[str, Any], path: str
 ) -> None:

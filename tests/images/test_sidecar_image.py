@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import tritonclient.grpc as triton
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
+from mesh_sidecar.testing.containers import podman, remove, run_command, ulimit_flags
 from mesh_sidecar.testing.processes import (
     ManagedProcess,
     free_port,
@@ -46,43 +45,12 @@ pytestmark = [
     ),
 ]
 
-# No daemon and no cgroup delegation: runc directly, cgroupfs, events to a file.
-PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 APP_UID = 2000
 MEM_REQ = 2 * 1024**3
 MEM_BUFFER = 268435456
 CLAIM = "models-claim"
 STORAGE_KEY = "localpvc"
 MODEL_TEXT = "hello "
-
-
-def podman(*args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout.strip()
-
-
-def ulimit_flags() -> list[str]:
-    """Limits no higher than this process's: podman's defaults may exceed what a host allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    files = min(soft, hard, 65536)
-    return ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096"]
-
-
-def run_container(
-    name: str, env: dict[str, str], mounts: list[str], cmd: list[str], image: str = IMAGE
-) -> list[str]:
-    """`podman run` as the controller runs the sidecar container (foreground, removed on exit)."""
-    flags = ["run", "--rm", "--name", name, "--network", "host", "--read-only"]
-    flags += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", *ulimit_flags()]
-    for key, value in env.items():
-        flags += ["--env", f"{key}={value}"]
-    for mount in mounts:
-        flags += ["--volume", mount]
-    return [*PODMAN, *flags, image, *cmd]
 
 
 @dataclass
@@ -120,19 +88,18 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     shared = [f"{models_dir}:/models", f"{pvc_dir}:/pvc_mounts/{CLAIM}:ro"]
     # Loopback only: the containers share the host's network.
     if SERVER_IMAGE:
-        server_cmd = run_container(
+        server_cmd = run_command(
             server_name,
-            {},
-            shared,
-            ["--port", str(runtime_port), "--host", "127.0.0.1"],
             SERVER_IMAGE,
+            ["--port", str(runtime_port), "--host", "127.0.0.1"],
+            mounts=shared,
         )
     else:
-        server_cmd = run_container(
+        server_cmd = run_command(
             server_name,
-            {},
-            shared,
+            IMAGE,
             ["mesh-sidecar", "simple-string-server", "--port", str(runtime_port)],
+            mounts=shared,
         )
     server = start_process(server_cmd, name="simple-string-container")
     # The environment ModelMesh Serving sets on the adapter container.
@@ -147,7 +114,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     }
     mounts = [*shared, f"{config_dir}:/storage-config:ro"]
     sidecar = start_process(
-        run_container(sidecar_name, env, mounts, ["/opt/app/simple-string-adapter"]),
+        run_command(sidecar_name, IMAGE, ["/opt/app/simple-string-adapter"], env, mounts),
         name="sidecar-container",
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{adapter_port}")
@@ -171,7 +138,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         channel.close()
         for proc, name in ((sidecar, sidecar_name), (server, server_name)):
             proc.stop()
-            subprocess.run([*PODMAN, "rm", "--force", "--ignore", name], capture_output=True)
+            remove(name)
 
 
 def infer(port: int, model_id: str, text: str) -> str:

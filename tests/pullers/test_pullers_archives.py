@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest
 from mesh_sidecar.pullers.archives import (

@@ -7,14 +7,15 @@ test_pullers_objectstore.py and against S3.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import entries, tree
+from trees import entries, tree
 
-from mesh_sidecar.errors import NotFound, PermissionDenied
+from mesh_sidecar.errors import NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.azure import AzurePuller
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.testing.archives import good_tar
@@ -159,3 +160,36 @@ async def test_nothing_at_the_path_is_not_found(
     with pytest.raises(NotFound):
         await pull(config, path, tmp_path / "m")
     assert entries(tmp_path) == []
+
+
+async def test_a_big_blob_in_parallel_ranges_is_checked_against_its_md5(
+    account_url: str, tmp_path: Path
+) -> None:
+    from azure.storage.blob import BlobServiceClient, ContentSettings
+
+    big = os.urandom(40 * 1024 * 1024 + 7)  # above the SDK's single-GET size
+    container = BlobServiceClient.from_connection_string(
+        connection_string(account_url)
+    ).get_container_client("models")
+    container.upload_blob(
+        "big/weights.bin",
+        big,
+        content_settings=ContentSettings(content_md5=bytearray(hashlib.md5(big).digest())),
+    )
+    corrupt = container.upload_blob("corrupt/weights.bin", b"stored bytes")
+    # Azurite checks an MD5 given with the upload; a wrong one can only be set afterwards.
+    corrupt.set_http_headers(
+        content_settings=ContentSettings(content_md5=bytearray(hashlib.md5(b"other").digest()))
+    )
+    config = {
+        "type": "azure",
+        "connection_string": connection_string(account_url),
+        "container": "models",
+    }
+    path = await pull(config, "big", tmp_path / "big")
+    assert hashlib.sha256((path / "weights.bin").read_bytes()).digest() == (
+        hashlib.sha256(big).digest()
+    )
+    with pytest.raises(Unavailable, match="checksum mismatch"):
+        await pull(config, "corrupt", tmp_path / "corrupt")
+    assert entries(tmp_path) == ["big", "big/weights.bin"]

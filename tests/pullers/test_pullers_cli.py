@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.testing.archives import good_tar, hostile_archives
 from mesh_sidecar.testing.storage import FileServer, S3Server
@@ -170,3 +170,16 @@ def test_progress_bar_on_a_terminal_only(http_server: FileServer, tmp_path: Path
         os.close(controller)
     assert shown.returncode == 0
     assert b"1 files" in output and b"2.00k" in output
+
+
+def test_a_local_dir_is_linked_and_a_local_archive_extracted(tmp_path: Path) -> None:
+    model = tmp_path / "src" / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "sub" / "weights.bin").write_bytes(WEIGHTS)
+    archive = tmp_path / "src" / "packed.tar.gz"
+    archive.write_bytes(good_tar())
+    assert run_pull(str(model), str(tmp_path / "linked")).returncode == 0
+    assert tree(tmp_path / "linked") == {"sub/weights.bin": WEIGHTS}
+    assert run_pull(str(archive), str(tmp_path / "unpacked")).returncode == 0
+    assert sorted(tree(tmp_path / "unpacked")) == ["1/model.onnx", "config.pbtxt", "empty"]
+    assert archive.is_file() and not archive.is_symlink()  # the source is untouched

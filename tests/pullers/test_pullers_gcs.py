@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import entries, tree
+from trees import entries, tree
 
 from mesh_sidecar.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSource, pull_atomically

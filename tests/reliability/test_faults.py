@@ -62,37 +62,50 @@ def check_next_load_works(sidecar: SidecarHandle, server_port: int, model_id: st
 
 
 # (case, proxy settings, code of the first load): faults that retries get past answer OK.
-STORAGE_FAULTS: list[tuple[str, dict[str, Any], str]] = [
+CAMPAIGN = pytest.mark.campaign
+STORAGE_FAULTS: list[Any] = [
     ("connection reset x2, then recovers", {"mode": "reset", "count": 2}, "OK"),
-    ("answer truncated x2, then recovers", {"mode": "truncate", "count": 2}, "OK"),
-    ("slow link (256 KiB/s)", {"mode": "slow", "bytes_per_second": 256 * 1024}, "OK"),
+    pytest.param(
+        "answer truncated x2, then recovers", {"mode": "truncate", "count": 2}, "OK", marks=CAMPAIGN
+    ),
+    pytest.param(
+        "slow link (256 KiB/s)",
+        {"mode": "slow", "bytes_per_second": 256 * 1024},
+        "OK",
+        marks=CAMPAIGN,
+    ),
     (
         "HTTP 503 SlowDown x3, then recovers",
         {"mode": "http", "count": 3, "http_status": "503 Slow Down", "http_body": SLOW_DOWN},
         "OK",
     ),
-    (
+    pytest.param(
         "HTTP 500 x2, then recovers",
-        {"mode": "http", "count": 2, "http_status": "500 Internal Server Error"} | {},
+        {"mode": "http", "count": 2, "http_status": "500 Internal Server Error"},
         "OK",
+        marks=CAMPAIGN,
     ),
     ("connection reset on every attempt", {"mode": "reset"}, "UNAVAILABLE"),
-    ("stalled on every attempt", {"mode": "stall"}, "UNAVAILABLE"),
-    (
+    pytest.param("stalled on every attempt", {"mode": "stall"}, "UNAVAILABLE", marks=CAMPAIGN),
+    pytest.param(
         "HTTP 503 on every attempt",
         {"mode": "http", "http_status": "503 Slow Down", "http_body": SLOW_DOWN},
         "UNAVAILABLE",
+        marks=CAMPAIGN,
     ),
-    (
+    pytest.param(
         "HTTP 500 on every attempt",
         {"mode": "http", "http_status": "500 Internal Server Error", "http_body": INTERNAL},
         "UNAVAILABLE",
+        marks=CAMPAIGN,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("case", "fault", "expected"), STORAGE_FAULTS, ids=[c[0] for c in STORAGE_FAULTS]
+    ("case", "fault", "expected"),
+    STORAGE_FAULTS,
+    ids=[(c.values if hasattr(c, "values") else c)[0] for c in STORAGE_FAULTS],
 )
 def test_storage_faults(
     s3_sidecar: SidecarHandle,
@@ -126,6 +139,7 @@ def test_storage_faults(
     check_next_load_works(s3_sidecar, simple_string_server.port, "m1")
 
 
+@CAMPAIGN
 def test_storage_down_for_the_whole_load(
     simple_string_server: ServerHandle,
     sidecar_dirs: SidecarDirs,
@@ -165,6 +179,7 @@ def servers() -> Iterator[list[ServerHandle]]:
         server.process.stop()
 
 
+@CAMPAIGN
 def test_model_server_killed_mid_load_then_restarted(
     servers: list[ServerHandle],
     sidecar_dirs: SidecarDirs,

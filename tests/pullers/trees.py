@@ -1,4 +1,4 @@
-"""Assertions shared by the puller tests."""
+"""File trees as the puller tests compare them."""
 
 from __future__ import annotations
 
