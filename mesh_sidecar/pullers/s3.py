@@ -27,9 +27,8 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 import boto3
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
@@ -37,7 +36,6 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
-from yarl import URL
 
 from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
@@ -63,6 +61,9 @@ from mesh_sidecar.pullers.objectstore import (
 )
 from mesh_sidecar.pullers.tls import pem_file
 from mesh_sidecar.redact import redact
+
+if TYPE_CHECKING:
+    import aiohttp
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -148,10 +149,9 @@ class _Client:
                 kwargs["aws_session_token"] = str(config["session_token"])
         self.s3 = session.client("s3", **kwargs)
         self.certificate = str(config["certificate"]) if config.get("certificate") else None
-        self.timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=config_number(config, "connect_timeout", 10),
-            sock_read=config_number(config, "read_timeout", 60),
+        self.timeouts = (
+            config_number(config, "connect_timeout", 10),
+            config_number(config, "read_timeout", 60),
         )
         self._http: aiohttp.ClientSession | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
@@ -166,6 +166,10 @@ class _Client:
 
     def http(self) -> aiohttp.ClientSession:
         """The aiohttp session of the running loop (one pool of connections, reused)."""
+        # Imported here: a pull of big objects only (or a `mesh-sidecar pull` of them)
+        # never needs it, and it costs a tenth of a second to import.
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         # A session belongs to one loop; the sidecar has one, tests may start several.
         if self._http is None or self._http.closed or self._http_loop is not loop:
@@ -174,7 +178,9 @@ class _Client:
                 tls = ssl.create_default_context(cafile=pem_file(self.certificate))
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=DEFAULT_WORKERS, ssl=tls),
-                timeout=self.timeout,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=self.timeouts[0], sock_read=self.timeouts[1]
+                ),
                 trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore honours them
                 auto_decompress=False,
             )
@@ -360,6 +366,9 @@ class S3Puller(ObjectStorePuller):
     ) -> bool:
         """One object by a GET of a presigned URL; False (nothing kept) when boto3 should
         fetch it instead: an answer other than 200, a connection fault, no credentials."""
+        import aiohttp
+        from yarl import URL
+
         bucket, _ = self.location(source)
         client = self._client(source)
         try:
