@@ -161,6 +161,8 @@ class _Client:
             multipart_threshold=16 * MiB,
             multipart_chunksize=16 * MiB,
             max_concurrency=concurrency,
+            # Chunks (256 KiB) waiting for the writer thread: 8 MiB, not the default 25 MiB.
+            max_io_queue=32,
             num_download_attempts=int(config_number(config, "max_attempts", 5)),
         )
 
@@ -381,7 +383,9 @@ class S3Puller(ObjectStorePuller):
         sink = _FileSink(item.target, ctx, digest)
         try:
             # The URL is signed as it is: no re-quoting.
-            async with client.http().get(URL(url, encoded=True)) as response:
+            # Redirects go to boto3, which knows S3's (a signed URL is for one host only).
+            get = client.http().get(URL(url, encoded=True), allow_redirects=False)
+            async with get as response:
                 if response.status != 200:
                     return False
                 # Bytes are handed to the writer thread in CHUNK pieces: one hop per small file.
@@ -411,7 +415,7 @@ class S3Puller(ObjectStorePuller):
         self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
     ) -> None:
         """Big objects: s3transfer's parallel ranged GETs, at most `max_io_queue` chunks
-        (25 MiB) buffered, whatever the object's size."""
+        (8 MiB) buffered, whatever the object's size."""
         bucket, _ = self.location(source)
         client = self._client(source)
         manager = TransferManager(client.s3, client.transfer)
