@@ -6,19 +6,28 @@ Config (the storage-config secret, type `s3`): `access_key_id` + `secret_access_
 buckets. `endpoint_url` (path-style addressing then), `region`, `certificate`
 (PEM CA of a private endpoint), `bucket` (the modelKey's `bucket` lands here) or
 `default_bucket`. Tuning: `max_concurrency` (16 ranges of a big object in flight;
-small objects use the puller's 32 workers), `connect_timeout` (10 s), `read_timeout`
+up to 32 small objects in flight), `connect_timeout` (10 s), `read_timeout`
 (60 s), `max_attempts` (5, bounded exponential backoff on throttling, 5xx and
 connection faults; botocore's "standard" retry mode).
+
+Objects below 16 MiB are fetched on the event loop with aiohttp, from URLs that
+botocore signs (a boto3 `get_object` costs several times the CPU per object, and
+many small files are CPU-bound). Anything but a clean 200 hands the object to
+boto3's `get_object` (`download`), so retries, redirects and error mapping stay
+boto3's. Objects from 16 MiB are fetched by s3transfer in parallel ranges.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import re
+import ssl
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -36,8 +45,9 @@ from mesh_sidecar.errors import (
     SidecarError,
     Unavailable,
 )
-from mesh_sidecar.pullers.base import StorageSource
+from mesh_sidecar.pullers.base import PullerSettings, StorageSource
 from mesh_sidecar.pullers.objectstore import (
+    DEFAULT_WORKERS,
     ObjectStorePuller,
     PlannedDownload,
     ProgressWriter,
@@ -52,7 +62,14 @@ from mesh_sidecar.pullers.objectstore import (
 from mesh_sidecar.pullers.tls import pem_file
 from mesh_sidecar.redact import redact
 
+if TYPE_CHECKING:
+    import aiohttp
+
+T = TypeVar("T")
 MiB = 1024 * 1024
+# Small objects are written by a few threads: disk writes are short, and each thread
+# started costs more than it saves on a 2-core machine.
+FILE_WRITERS = 4
 CLIENT_FIELDS = (
     "access_key_id",
     "secret_access_key",
@@ -109,7 +126,8 @@ class _Client:
             max_pool_connections=concurrency + 4,
             # Custom endpoints (MinIO, Ceph, rclone, moto) rarely serve virtual-host buckets.
             s3={"addressing_style": "path" if config.get("endpoint_url") else "auto"},
-            signature_version=UNSIGNED if config_flag(config, "anonymous") else None,
+            # SigV4 for presigned URLs too (botocore presigns with SigV2 by default).
+            signature_version=UNSIGNED if config_flag(config, "anonymous") else "s3v4",
             # We check MD5 ETags ourselves; botocore's own checksum hooks cost CPU per request.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -130,14 +148,86 @@ class _Client:
             if config.get("session_token"):
                 kwargs["aws_session_token"] = str(config["session_token"])
         self.s3 = session.client("s3", **kwargs)
+        self.certificate = str(config["certificate"]) if config.get("certificate") else None
+        self.timeouts = (
+            config_number(config, "connect_timeout", 10),
+            config_number(config, "read_timeout", 60),
+        )
+        self._http: aiohttp.ClientSession | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         self.attempts = max(1, int(config_number(config, "max_attempts", 5)))
         # Many small files: many requests in flight. Big files: parallel ranged GETs.
         self.transfer = TransferConfig(
             multipart_threshold=16 * MiB,
             multipart_chunksize=16 * MiB,
             max_concurrency=concurrency,
+            # Chunks (256 KiB) waiting for the writer thread: 8 MiB, not the default 25 MiB.
+            max_io_queue=32,
             num_download_attempts=int(config_number(config, "max_attempts", 5)),
         )
+
+    def http(self) -> aiohttp.ClientSession:
+        """The aiohttp session of the running loop (one pool of connections, reused)."""
+        # Imported here: a pull of big objects only (or a `mesh-sidecar pull` of them)
+        # never needs it, and it costs a tenth of a second to import.
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        # A session belongs to one loop; the sidecar has one, tests may start several.
+        if self._http is None or self._http.closed or self._http_loop is not loop:
+            tls: ssl.SSLContext | bool = True
+            if self.certificate:
+                tls = ssl.create_default_context(cafile=pem_file(self.certificate))
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=DEFAULT_WORKERS, ssl=tls),
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=self.timeouts[0], sock_read=self.timeouts[1]
+                ),
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore honours them
+                auto_decompress=False,
+            )
+            self._http_loop = loop
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None and self._http_loop is asyncio.get_running_loop():
+            await self._http.close()
+        self._http = None
+
+
+class _FileSink:
+    """Where one object's bytes go: opened on the first write, closed by the last, each
+    call in a file-writer thread (the bytes arrive on the event loop)."""
+
+    def __init__(self, path: Path, ctx: PullContext, digest: Any) -> None:
+        self._path = path
+        self._ctx = ctx
+        self._digest = digest
+        self._writer: ProgressWriter | None = None
+        self._file: Any = None
+
+    @property
+    def written(self) -> int:
+        return self._writer.written if self._writer is not None else 0
+
+    def write(self, data: bytes, last: bool = False) -> None:
+        try:
+            if self._writer is None:
+                self._ctx.check()
+                self._file = open(self._path, "wb")  # noqa: SIM115 - closed by close()
+                self._writer = ProgressWriter(self._file, self._ctx, self._digest)
+            if data:
+                self._writer.write(data)
+        except BaseException:
+            self.close()
+            raise
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _Progress(BaseSubscriber):
@@ -162,6 +252,12 @@ class S3Puller(ObjectStorePuller):
     """Pulls a prefix or a single object from S3 or an S3-compatible store."""
 
     type = "s3"
+
+    def __init__(self, settings: PullerSettings) -> None:
+        super().__init__(settings)
+        self._files = concurrent.futures.ThreadPoolExecutor(
+            FILE_WRITERS, thread_name_prefix="pull-s3-files"
+        )
 
     def _client(self, source: StorageSource) -> _Client:
         return self.client_for(
@@ -218,15 +314,108 @@ class S3Puller(ObjectStorePuller):
         small = [item for item in plan if item.obj.size < threshold]
         big = [item for item in plan if item.obj.size >= threshold]
         if small:
-            await super().fetch(source, small, ctx)
+            await self._fetch_small(source, small, ctx)
         if big:
             await self._fetch_ranged(source, big, ctx)
+
+    async def _fetch_small(
+        self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
+    ) -> None:
+        """Up to 32 objects in flight on the event loop; on any failure or cancellation
+        stop the others and wait for the threads still writing before returning."""
+        items = iter(plan)
+        in_flight: set[concurrent.futures.Future[Any]] = set()
+
+        async def in_thread(
+            pool: concurrent.futures.Executor, fn: Callable[..., T], *args: Any
+        ) -> T:
+            future = pool.submit(fn, *args)
+            in_flight.add(future)
+            future.add_done_callback(in_flight.discard)
+            return await asyncio.wrap_future(future)
+
+        async def worker() -> None:
+            for item in items:
+                try:
+                    if not await self._get(source, item, ctx, in_thread):
+                        # boto3 takes over: its retries, redirects and errors.
+                        await in_thread(self._executor, self._download_one, source, item, ctx)
+                except (SidecarError, Stopped):
+                    raise
+                except Exception as exc:
+                    raise self.error_for(exc, source, f"downloading {item.obj.key!r}") from None
+
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.workers, len(plan)))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            ctx.cancelled.set()
+            for task in tasks:
+                task.cancel()
+            # Threads already writing notice `cancelled` at their next write; the caller
+            # deletes the partial dir only after that.
+            await wait_briefly(asyncio.gather(*tasks, return_exceptions=True))
+            running = [asyncio.wrap_future(f) for f in list(in_flight) if not f.done()]
+            await wait_briefly(asyncio.gather(*running, return_exceptions=True))
+            raise
+
+    async def _get(
+        self,
+        source: StorageSource,
+        item: PlannedDownload,
+        ctx: PullContext,
+        in_thread: Callable[..., Any],
+    ) -> bool:
+        """One object by a GET of a presigned URL; False (nothing kept) when boto3 should
+        fetch it instead: an answer other than 200, a connection fault, no credentials."""
+        import aiohttp
+        from yarl import URL
+
+        bucket, _ = self.location(source)
+        client = self._client(source)
+        try:
+            url = client.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": item.obj.key}
+            )
+        except botocore.exceptions.BotoCoreError:
+            return False
+        digest = hashlib.md5(usedforsecurity=False) if item.obj.md5 else None
+        sink = _FileSink(item.target, ctx, digest)
+        try:
+            # The URL is signed as it is: no re-quoting.
+            # Redirects go to boto3, which knows S3's (a signed URL is for one host only).
+            get = client.http().get(URL(url, encoded=True), allow_redirects=False)
+            async with get as response:
+                if response.status != 200:
+                    return False
+                # Bytes are handed to the writer thread in CHUNK pieces: one hop per small file.
+                pending = bytearray()
+                async for data in response.content.iter_chunked(CHUNK):
+                    pending += data
+                    if len(pending) >= CHUNK:
+                        chunk, pending = bytes(pending), bytearray()
+                        await in_thread(self._files, sink.write, chunk)
+                await in_thread(self._files, sink.write, bytes(pending), True)
+        except (aiohttp.ClientError, TimeoutError):
+            await in_thread(self._files, sink.close)
+            ctx.add_bytes(-sink.written)
+            return False
+        if digest is not None and digest.hexdigest() != item.obj.md5:
+            await in_thread(self._executor, self._md5_mismatch, source, item)
+        ctx.add_bytes(0, files=1)
+        return True
+
+    async def close(self) -> None:
+        for client in list(self._clients.values()):
+            await client.close()
+        self._files.shutdown(wait=False, cancel_futures=True)
+        await super().close()
 
     async def _fetch_ranged(
         self, source: StorageSource, plan: list[PlannedDownload], ctx: PullContext
     ) -> None:
         """Big objects: s3transfer's parallel ranged GETs, at most `max_io_queue` chunks
-        (25 MiB) buffered, whatever the object's size."""
+        (8 MiB) buffered, whatever the object's size."""
         bucket, _ = self.location(source)
         client = self._client(source)
         manager = TransferManager(client.s3, client.transfer)
