@@ -74,7 +74,8 @@ async def test_describe_is_the_servers_runtime_status(adapter: ForwardAdapter) -
     info = await adapter.describe()
     assert info.version == "0.1.0"
     assert {k: list(v) for k, v in info.method_infos.items()} == {
-        "inference.GRPCInferenceService/ModelInfer": [1]
+        "inference.GRPCInferenceService/ModelInfer": [1],
+        "inference.GRPCInferenceService/ModelMetadata": [1],
     }
     assert info.allow_any_method is False
     assert info.capacity_bytes == 200_000_000

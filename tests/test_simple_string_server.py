@@ -332,7 +332,8 @@ def test_runtime_status_reports_flags_and_purges(
     assert status.limitModelConcurrency
     assert not status.allowAnyMethod
     assert {k: list(v.idInjectionPath) for k, v in status.methodInfos.items()} == {
-        "inference.GRPCInferenceService/ModelInfer": [1]
+        "inference.GRPCInferenceService/ModelInfer": [1],
+        "inference.GRPCInferenceService/ModelMetadata": [1],
     }
     # Whatever was loaded before READY belonged to an earlier ModelMesh: gone.
     assert not client.is_model_ready("stale")

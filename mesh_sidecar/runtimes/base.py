@@ -29,9 +29,12 @@ from typing import Any, ClassVar
 
 from mesh_sidecar.runtimes.layout import LayoutPlan
 
-# Both Triton and MLServer: ModelMesh writes the model id into ModelInferRequest.model_name.
+#: For any KServe V2 server (Triton, MLServer, simple-string): ModelMesh writes the model
+#: id into field 1 of ModelInferRequest (`model_name`) and ModelMetadataRequest (`name`),
+#: so clients can infer and read a model's metadata through ModelMesh.
 KSERVE_V2_METHOD_INFOS: Mapping[str, Sequence[int]] = {
     "inference.GRPCInferenceService/ModelInfer": [1],
+    "inference.GRPCInferenceService/ModelMetadata": [1],
 }
 
 #: Options for gRPC channels to a model server. gRPC's default reconnect backoff

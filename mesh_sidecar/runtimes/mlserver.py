@@ -35,11 +35,6 @@ READY_STATES = frozenset({"READY", "State.READY"})
 # versions: INVALID_ARGUMENT); either way the model is not loaded.
 _NOT_LOADED = frozenset({"StatusCode.NOT_FOUND", "StatusCode.INVALID_ARGUMENT"})
 _UNREACHABLE = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
-#: ModelMesh may route inference and metadata calls; both carry the model name in field 1.
-METHOD_INFOS = {
-    **KSERVE_V2_METHOD_INFOS,
-    "inference.GRPCInferenceService/ModelMetadata": [1],
-}
 
 
 class MLServerAdapter(RuntimeAdapter):
@@ -67,7 +62,7 @@ class MLServerAdapter(RuntimeAdapter):
 
     async def describe(self) -> RuntimeInfo:
         metadata = await _call("read the server metadata", self.client.get_server_metadata())
-        return RuntimeInfo(version=metadata.version, method_infos=METHOD_INFOS)
+        return RuntimeInfo(version=metadata.version, method_infos=KSERVE_V2_METHOD_INFOS)
 
     async def list_loaded(self) -> list[str]:
         index = await _call(

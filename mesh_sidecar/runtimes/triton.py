@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tritonclient.grpc.aio import InferenceServerClient
@@ -39,13 +38,6 @@ from mesh_sidecar.runtimes.base import (
 )
 from mesh_sidecar.runtimes.layout import LayoutPlan
 from mesh_sidecar.runtimes.triton_layout import plan_triton_layout
-
-#: ModelMesh writes the model id into field 1 (`name`) of ModelMetadataRequest too, so
-#: clients can ask a model's metadata through ModelMesh.
-TRITON_METHOD_INFOS: Mapping[str, Sequence[int]] = {
-    **KSERVE_V2_METHOD_INFOS,
-    "inference.GRPCInferenceService/ModelMetadata": [1],
-}
 
 #: Ids Triton serves reliably. Triton's python backend starts its stub with a command
 #: line holding the model name: a space, `;` or `\` in it breaks the stub's start and
@@ -96,7 +88,7 @@ class TritonAdapter(RuntimeAdapter):
 
     async def describe(self) -> RuntimeInfo:
         metadata = await self._call(self.client.get_server_metadata(client_timeout=10))
-        return RuntimeInfo(version=metadata.version, method_infos=TRITON_METHOD_INFOS)
+        return RuntimeInfo(version=metadata.version, method_infos=KSERVE_V2_METHOD_INFOS)
 
     async def list_loaded(self) -> list[str]:
         return sorted(

@@ -24,8 +24,11 @@ from mesh_sidecar.simple_string.models import ModelError, ModelStore, predict_si
 
 log = logging.getLogger(__name__)
 
-#: ModelMesh writes the model id into ModelInferRequest.model_name (field 1).
-METHOD_INFOS = {"inference.GRPCInferenceService/ModelInfer": [1]}
+#: ModelMesh writes the model id into field 1 of ModelInferRequest and ModelMetadataRequest.
+METHOD_INFOS = {
+    "inference.GRPCInferenceService/ModelInfer": [1],
+    "inference.GRPCInferenceService/ModelMetadata": [1],
+}
 
 
 @dataclass(frozen=True)
