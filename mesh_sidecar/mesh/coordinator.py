@@ -497,6 +497,8 @@ class Coordinator:
                     model.blocked = Unavailable(f"no instance is available for {model.model_id}")
                     return
                 units = await self._predicted_units(model, candidates[0])
+                if not any(st.instance.healthy for st in candidates):
+                    continue  # they went down while we asked: reported as unavailable above
                 placement = choose_instance(list(self._views(exclude)), units)
                 if placement is None:
                     model.gave_up = bool(tried)
