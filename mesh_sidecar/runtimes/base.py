@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import grpc
+
 from mesh_sidecar.runtimes.layout import LayoutPlan
 
 #: For any KServe V2 server (Triton, MLServer, simple-string): ModelMesh writes the model
@@ -45,6 +47,11 @@ MODEL_SERVER_CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+def model_server_channel(address: str) -> grpc.aio.Channel:
+    """An insecure grpc.aio channel to a model server; make it inside the running loop."""
+    return grpc.aio.insecure_channel(address, options=list(MODEL_SERVER_CHANNEL_OPTIONS))
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,16 @@ from typing import Any, ClassVar
 
 import grpc
 
-from mesh_sidecar.errors import FailedPrecondition, SidecarError, Unavailable
+from mesh_sidecar.errors import FailedPrecondition, Unavailable
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
 from mesh_sidecar.runtimes.base import (
-    MODEL_SERVER_CHANNEL_OPTIONS,
     LoadResult,
     ModelFiles,
     RuntimeAdapter,
     RuntimeInfo,
     RuntimeSettings,
+    model_server_channel,
 )
 from mesh_sidecar.runtimes.rpc_errors import error_from_rpc, rpc_code
 
@@ -71,19 +71,9 @@ class ForwardAdapter(RuntimeAdapter):
     def _client(self) -> Any:
         # grpc.aio channels belong to the running event loop: create on first use.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.settings.address, options=list(MODEL_SERVER_CHANNEL_OPTIONS)
-            )
+            self._channel = model_server_channel(self.settings.address)
             self._stub = pb_grpc.ModelRuntimeStub(self._channel)
         return self._stub
-
-    def _failure(self, exc: grpc.RpcError, context: str) -> SidecarError:
-        if rpc_code(exc) == grpc.StatusCode.UNAVAILABLE:
-            return Unavailable(
-                f"{context}: the model server at {self.settings.address} is unavailable"
-                f" ({exc.details() or 'no answer'})"
-            )
-        return error_from_rpc(exc, context)
 
     async def _status(self) -> Any:
         return await self._client().runtimeStatus(
@@ -106,7 +96,7 @@ class ForwardAdapter(RuntimeAdapter):
         try:
             status = await self._status()
         except grpc.RpcError as exc:
-            raise self._failure(exc, "runtimeStatus") from None
+            raise error_from_rpc(exc, "runtimeStatus", self.settings.address) from None
         if status.status != pb.RuntimeStatusResponse.READY:
             state = pb.RuntimeStatusResponse.Status.Name(status.status)
             raise Unavailable(f"the model server at {self.settings.address} is {state}")
@@ -127,7 +117,9 @@ class ForwardAdapter(RuntimeAdapter):
         try:
             response = await self._client().loadModel(request)
         except grpc.RpcError as exc:
-            raise self._failure(exc, f"loadModel {model.model_id!r}") from None
+            raise error_from_rpc(
+                exc, f"loadModel {model.model_id!r}", self.settings.address
+            ) from None
         return LoadResult(
             size_bytes=response.sizeInBytes or None,
             max_concurrency=response.maxConcurrency or None,
@@ -140,7 +132,7 @@ class ForwardAdapter(RuntimeAdapter):
         except grpc.RpcError as exc:
             if rpc_code(exc) == grpc.StatusCode.NOT_FOUND:
                 return
-            raise self._failure(exc, f"unloadModel {model_id!r}") from None
+            raise error_from_rpc(exc, f"unloadModel {model_id!r}", self.settings.address) from None
 
     async def model_size(self, model_id: str) -> int | None:
         """modelSize from the server; None (disk size x multiplier) if it answers 0."""
@@ -149,7 +141,7 @@ class ForwardAdapter(RuntimeAdapter):
                 pb.ModelSizeRequest(modelId=model_id), timeout=SIZE_TIMEOUT_SECONDS
             )
         except grpc.RpcError as exc:
-            raise self._failure(exc, f"modelSize {model_id!r}") from None
+            raise error_from_rpc(exc, f"modelSize {model_id!r}", self.settings.address) from None
         size: int = response.sizeInBytes
         return size or None
 

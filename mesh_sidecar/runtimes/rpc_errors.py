@@ -42,13 +42,18 @@ def rpc_details(exc: grpc.RpcError) -> str:
     return details or ""
 
 
-def error_from_rpc(exc: grpc.RpcError, context: str) -> SidecarError:
+def error_from_rpc(exc: grpc.RpcError, context: str, address: str | None = None) -> SidecarError:
     """A `SidecarError` with the call's code and `context: <server's message>`.
 
-    Codes without a class of their own (UNIMPLEMENTED, ABORTED, ...) keep their
-    code on a plain `SidecarError`.
+    UNAVAILABLE names the server's `address` when given. Codes without a class of
+    their own (UNIMPLEMENTED, ABORTED, ...) keep their code on a plain `SidecarError`.
     """
     code = rpc_code(exc)
+    if code == grpc.StatusCode.UNAVAILABLE and address is not None:
+        return Unavailable(
+            f"{context}: the model server at {address} is unreachable"
+            f" ({rpc_details(exc) or 'no answer'})"
+        )
     message = f"{context}: {rpc_details(exc) or code.name}"
     cls = _BY_CODE.get(code)
     if cls is not None:

@@ -17,15 +17,15 @@ from typing import Any, ClassVar
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from mesh_sidecar.errors import RuntimeLoadFailed, SidecarError, Unavailable
+from mesh_sidecar.errors import RuntimeLoadFailed, Unavailable
 from mesh_sidecar.runtimes.base import (
     KSERVE_V2_METHOD_INFOS,
-    MODEL_SERVER_CHANNEL_OPTIONS,
     LoadResult,
     ModelFiles,
     RuntimeAdapter,
     RuntimeInfo,
     RuntimeSettings,
+    model_server_channel,
 )
 from mesh_sidecar.runtimes.rpc_errors import error_from_rpc, rpc_code, rpc_details
 
@@ -47,18 +47,9 @@ class SimpleStringAdapter(RuntimeAdapter):
     def _client(self) -> Any:
         # grpc.aio channels belong to the running event loop: create on first use.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.settings.address, options=list(MODEL_SERVER_CHANNEL_OPTIONS)
-            )
+            self._channel = model_server_channel(self.settings.address)
             self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         return self._stub
-
-    def _failure(self, exc: grpc.RpcError, context: str) -> SidecarError:
-        if rpc_code(exc) == grpc.StatusCode.UNAVAILABLE:
-            return Unavailable(
-                f"{context}: the simple-string server at {self.settings.address} is unreachable"
-            )
-        return error_from_rpc(exc, context)
 
     async def _connected(self, context: str) -> None:
         """Wait briefly for a connection: a server that just restarted is reached as soon as
@@ -89,7 +80,7 @@ class SimpleStringAdapter(RuntimeAdapter):
                 service_pb2.ServerMetadataRequest(), timeout=PROBE_TIMEOUT_SECONDS
             )
         except grpc.RpcError as exc:
-            raise self._failure(exc, "server metadata") from None
+            raise error_from_rpc(exc, "server metadata", self.settings.address) from None
         return RuntimeInfo(version=meta.version, method_infos=KSERVE_V2_METHOD_INFOS)
 
     async def list_loaded(self) -> list[str]:
@@ -99,7 +90,7 @@ class SimpleStringAdapter(RuntimeAdapter):
                 service_pb2.RepositoryIndexRequest(ready=True), timeout=PROBE_TIMEOUT_SECONDS
             )
         except grpc.RpcError as exc:
-            raise self._failure(exc, "repository index") from None
+            raise error_from_rpc(exc, "repository index", self.settings.address) from None
         return [m.name for m in index.models if m.state == "READY"]
 
     async def load(self, model: ModelFiles) -> LoadResult:
@@ -111,7 +102,9 @@ class SimpleStringAdapter(RuntimeAdapter):
             await self._client().RepositoryModelLoad(request)
         except grpc.RpcError as exc:
             if rpc_code(exc) == grpc.StatusCode.UNAVAILABLE:
-                raise self._failure(exc, f"load of model {model.model_id!r}") from None
+                raise error_from_rpc(
+                    exc, f"load of model {model.model_id!r}", self.settings.address
+                ) from None
             # The server tried and failed (no model.txt, too big, unreadable): INTERNAL
             # with the server's own reason, whatever code it answered.
             raise RuntimeLoadFailed(
@@ -127,7 +120,9 @@ class SimpleStringAdapter(RuntimeAdapter):
         except grpc.RpcError as exc:
             if rpc_code(exc) == grpc.StatusCode.NOT_FOUND:
                 return
-            raise self._failure(exc, f"unload of model {model_id!r}") from None
+            raise error_from_rpc(
+                exc, f"unload of model {model_id!r}", self.settings.address
+            ) from None
 
     async def close(self) -> None:
         """Close the channel to the server."""
