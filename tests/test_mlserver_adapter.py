@@ -16,6 +16,8 @@ from mesh_sidecar.runtimes.base import ModelFiles, RuntimeSettings
 from mesh_sidecar.runtimes.layout import apply_layout
 from mesh_sidecar.runtimes.mlserver import MLServerAdapter
 from mesh_sidecar.testing.mlserver import (
+    IRIS_FLOWERS,
+    IRIS_SPECIES,
     MLServerHandle,
     mlserver_available,
     run_mlserver,
@@ -28,11 +30,8 @@ pytestmark = [
     pytest.mark.skipif(not mlserver_available(), reason="run `make install` for MLServer"),
 ]
 
-# One flower of each iris species, and the species a fitted model must answer.
-FLOWERS = np.array(
-    [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]], dtype=np.float64
-)
-SPECIES = [0, 1, 2]
+FLOWERS = np.array(IRIS_FLOWERS, dtype=np.float64)
+SPECIES = IRIS_SPECIES
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import tritonclient.grpc as triton_grpc
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.mlserver import (
+    IRIS_FLOWERS,
+    IRIS_SPECIES,
     MLServerHandle,
     mlserver_available,
     run_mlserver,
@@ -27,10 +29,8 @@ pytestmark = [
     pytest.mark.skipif(not mlserver_available(), reason="run `make install` for MLServer"),
 ]
 
-FLOWERS = np.array(
-    [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]], dtype=np.float64
-)
-SPECIES = [0, 1, 2]
+FLOWERS = np.array(IRIS_FLOWERS, dtype=np.float64)
+SPECIES = IRIS_SPECIES
 OWN_SETTINGS = {
     "name": "what-the-user-called-it",
     "implementation": "mlserver_sklearn.SKLearnModel",

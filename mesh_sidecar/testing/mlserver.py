@@ -154,6 +154,16 @@ def _wait_server_ready(handle: MLServerHandle, timeout: float) -> None:
     raise TimeoutError(f"MLServer not ready after {timeout}s:\n{handle.process.output()}")
 
 
+#: One flower of each iris species, and the species a model from `train_iris_model`
+#: must answer for them.
+IRIS_FLOWERS = (
+    (5.1, 3.5, 1.4, 0.2),
+    (6.4, 3.2, 4.5, 1.5),
+    (6.3, 3.3, 6.0, 2.5),
+)
+IRIS_SPECIES = [0, 1, 2]
+
+
 def train_iris_model(dest: Path, kind: str = "sklearn") -> Path:
     """Train a tiny iris classifier with MLServer's own libraries and save it at `dest`.
 
