@@ -7,7 +7,9 @@
    (mm-model-id); a comma-separated `--rate` runs one loop per rate. Latency
    counts from the scheduled send time, so a slow answer delays no one else's
    clock. Every answer's text is checked: a model
-   answers "<id>:" + input, so a misrouted request is caught.
+   answers "<id>:" + input, so a misrouted request is caught. The client is
+   kept cheap (raw bytes, requests serialized up front): it runs on the same
+   cores as what it measures.
 3. Churn: `--churn-models` registered in all (more than fit), then the same
    open loop over all of them at `--churn-rate`: most requests miss, load just
    in time and evict the least recently used model.
@@ -34,7 +36,6 @@ from typing import Any
 
 import grpc
 import tritonclient.grpc.service_pb2 as v2
-import tritonclient.grpc.service_pb2_grpc as v2_grpc
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
 from mesh_sidecar.mmesh import model_mesh_pb2_grpc as pb_grpc
@@ -103,36 +104,55 @@ async def register_all(
     return outcomes
 
 
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def infer_request(payload: bytes) -> bytes:
+    """A serialized ModelInfer request with one BYTES element (the coordinator writes the id)."""
+    request = v2.ModelInferRequest(model_name="")
+    tensor = request.inputs.add(name="INPUT", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(payload)
+    return request.SerializeToString()
+
+
 async def open_loop(
     address: str, model_count: int, rate: float, duration: float, seed: int
 ) -> dict[str, float]:
-    """Send `rate` requests/s for `duration` s to random models; answer-checked."""
+    """Send `rate` requests/s for `duration` s to random models; answer-checked.
+
+    The client shares the machine's cores with what it measures, so it costs as
+    little as it can: every request is serialized before the clock starts and
+    sent as raw bytes, and an answer is parsed only to compare its output with
+    the text the model must answer ("<id>:" + input).
+    """
     rng = random.Random(seed)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     details: dict[str, str] = {}
     misrouted = 0
     total = int(rate * duration)
+    plan = []
+    for index in range(total):
+        target = model_id(rng.randrange(model_count))
+        payload = f"#{index}".encode()
+        plan.append(
+            (infer_request(payload), (("mm-model-id", target),), f"{target}:".encode() + payload)
+        )
     channel = grpc.aio.insecure_channel(address)
-    stub = v2_grpc.GRPCInferenceServiceStub(channel)
+    infer = channel.unary_unary(MODEL_INFER)
     pending: set[asyncio.Task[None]] = set()
 
     async def one(index: int, scheduled: float) -> None:
         nonlocal misrouted
-        target = model_id(rng.randrange(model_count))
-        payload = f"#{index}".encode()
-        request = v2.ModelInferRequest(model_name="")
-        tensor = request.inputs.add(name="INPUT", datatype="BYTES", shape=[1])
-        tensor.contents.bytes_contents.append(payload)
+        body, metadata, expected = plan[index]
         try:
-            answer = await stub.ModelInfer(request, metadata=(("mm-model-id", target),), timeout=30)
+            answer = await infer(body, metadata=metadata, timeout=30)
         except grpc.aio.AioRpcError as exc:
             errors[exc.code().name] += 1
             details.setdefault(exc.code().name, exc.details() or "")
             return
         latencies.append((time.perf_counter() - scheduled) * 1000)
-        text = _output_text(answer)
-        if text != f"{target}:".encode() + payload:
+        if _output_text(v2.ModelInferResponse.FromString(answer)) != expected:
             misrouted += 1
 
     start = time.perf_counter()

@@ -169,6 +169,23 @@ def test_repository_index_with_ready_filter(
     assert {m.state for m in ready} == {"READY"}
 
 
+def test_ready_index_follows_loads_and_unloads(
+    v2: service_pb2_grpc.GRPCInferenceServiceStub, repo: Path
+) -> None:
+    def ready_names() -> set[str]:
+        index = v2.RepositoryIndex(service_pb2.RepositoryIndexRequest(ready=True))
+        return {m.name for m in index.models}
+
+    make_model(repo, "comes-and-goes", "x")
+    before = ready_names()
+    assert "comes-and-goes" not in before
+    assert ready_names() == before  # asked again, nothing changed: the same answer
+    v2.RepositoryModelLoad(service_pb2.RepositoryModelLoadRequest(model_name="comes-and-goes"))
+    assert ready_names() == before | {"comes-and-goes"}
+    v2.RepositoryModelUnload(service_pb2.RepositoryModelUnloadRequest(model_name="comes-and-goes"))
+    assert ready_names() == before
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "words"),
     [

@@ -96,6 +96,8 @@ class Coordinator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self._gc_pacer = GcPacer()
+        #: Goes up whenever an instance's limits (methodInfos, ...) may have changed.
+        self.limits_generation = 0
 
     # ----- life cycle
 
@@ -107,6 +109,7 @@ class Coordinator:
                 for st in self.states.values()
             )
         )
+        self.limits_generation += 1
         self._health_task = asyncio.create_task(self._watch_health())
         for st in self.states.values():
             self._spawn(self._watch_connection(st))
@@ -368,9 +371,16 @@ class Coordinator:
             model = self.registry.models.get(model_id)
             if model is None:
                 raise NotFound("model not found")
-            copies = [c for c in model.loaded_copies() if self.states[c.instance].instance.healthy]
-            if copies:
-                copy = min(copies, key=lambda c: c.in_flight)
+            # The least busy loaded copy on a healthy instance (this runs on every request).
+            copy = None
+            for candidate in model.copies.values():
+                if (
+                    candidate.state is ModelState.LOADED
+                    and (copy is None or candidate.in_flight < copy.in_flight)
+                    and self.states[candidate.instance].instance.healthy
+                ):
+                    copy = candidate
+            if copy is not None:
                 copy.in_flight += 1
                 self._touch(model, copy)
                 self._count_request(model)
@@ -661,6 +671,7 @@ class Coordinator:
         with contextlib.suppress(SidecarError):
             # Back again (a restarted sidecar purges its models before READY).
             await st.instance.handshake(wait_s=1.0)
+            self.limits_generation += 1
             log.info("instance %s is READY again", st.name)
 
 

@@ -86,6 +86,9 @@ class InferenceProxy(grpc.GenericRpcHandler):
         self.mesh = coordinator
         # gRPC asks for a handler on every call: build one per method, once.
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        # injection_path per method, for the instances' limits of `_paths_generation`.
+        self._paths: dict[str, tuple[int, ...] | None] = {}
+        self._paths_generation = -1
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -113,6 +116,16 @@ class InferenceProxy(grpc.GenericRpcHandler):
 
     def injection_path(self, method: str) -> tuple[int, ...] | None:
         """Where the id goes for `method` ("/pkg.Service/Method"); None when not allowed."""
+        if self._paths_generation != self.mesh.limits_generation:
+            self._paths.clear()
+            self._paths_generation = self.mesh.limits_generation
+        try:
+            return self._paths[method]
+        except KeyError:
+            path = self._paths[method] = self._find_injection_path(method)
+            return path
+
+    def _find_injection_path(self, method: str) -> tuple[int, ...] | None:
         name = method[1:]
         service = name.split("/", 1)[0]
         allowed = service == KSERVE_V2_SERVICE

@@ -12,9 +12,8 @@ import struct
 from typing import Any
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+from tritonclient.utils import deserialize_bytes_tensor
 
 import mesh_sidecar
 from mesh_sidecar.simple_string.models import ModelError, ModelStore
@@ -74,6 +73,8 @@ class SimpleStringInferenceServicer(service_pb2_grpc.GRPCInferenceServiceService
 
     def __init__(self, store: ModelStore) -> None:
         self.store = store
+        # (store generation, RepositoryIndex(ready=true) answer) once built.
+        self._ready_index: tuple[int, Any] | None = None
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
@@ -115,8 +116,11 @@ class SimpleStringInferenceServicer(service_pb2_grpc.GRPCInferenceServiceService
                     raise _invalid(f"unknown output {wanted.name!r} (the only one is OUTPUT)")
         except ModelError as exc:
             await context.abort(exc.code, exc.message)
-        answers = np.array([text + e for e in elements], dtype=np.object_)
-        raw = serialize_byte_tensor(answers).item() if elements else b""
+        answers = [text + element for element in elements]
+        # KServe V2 raw BYTES: each element as a 4-byte little-endian length, then
+        # its bytes. Joined directly: numpy and serialize_byte_tensor cost more than
+        # the rest of this method for the one-element requests that are the norm.
+        raw = b"".join(len(answer).to_bytes(4, "little") + answer for answer in answers)
         return service_pb2.ModelInferResponse(
             model_name=request.model_name,
             model_version=MODEL_VERSION,
@@ -130,14 +134,25 @@ class SimpleStringInferenceServicer(service_pb2_grpc.GRPCInferenceServiceService
         )
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # A sidecar asks for the ready index every 2 s. With tens of thousands of
+        # models, building it takes tens of milliseconds that every inference
+        # request waits behind: answer the same message until a model comes or goes.
+        generation = self.store.generation
+        if request.ready and self._ready_index is not None:
+            built_at, response = self._ready_index
+            if built_at == generation:
+                return response
         index = service_pb2.RepositoryIndexResponse.ModelIndex
         entries = await self.store.index(ready_only=request.ready)
-        return service_pb2.RepositoryIndexResponse(
+        response = service_pb2.RepositoryIndexResponse(
             models=[
                 index(name=name, version=MODEL_VERSION, state=READY if loaded else UNAVAILABLE)
                 for name, loaded in entries
             ]
         )
+        if request.ready:
+            self._ready_index = (generation, response)
+        return response
 
     async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:

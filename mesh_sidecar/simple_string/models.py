@@ -88,6 +88,8 @@ class ModelStore:
     def __init__(self, repository: Path | None = None) -> None:
         self.repository = repository
         self._texts: dict[str, bytes] = {}
+        #: Changes whenever the set of loaded models does (answers can be cached by it).
+        self.generation = 0
         # Only names with a load or unload in flight have a lock: nothing is kept per model.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -143,6 +145,7 @@ class ModelStore:
             # A thread keeps a slow disk from stalling every other call.
             text = await asyncio.to_thread(read_model_text, path)
             self._texts[name] = text
+            self.generation += 1
         return model_size(text)
 
     async def unload(self, name: str) -> None:
@@ -150,11 +153,13 @@ class ModelStore:
         async with self._serialised(name):
             if self._texts.pop(name, None) is None:
                 raise ModelError(grpc.StatusCode.NOT_FOUND, f"model {name!r} is not loaded")
+            self.generation += 1
 
     def purge(self) -> int:
         """Unload every model; answers how many there were."""
         count = len(self._texts)
         self._texts.clear()
+        self.generation += 1
         return count
 
     def size(self, name: str) -> int:
