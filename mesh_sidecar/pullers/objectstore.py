@@ -188,7 +188,9 @@ class ObjectStorePuller(Puller):
     `list_objects` lists the keys that start with a prefix, `download` writes one
     object to a local file (checking `ctx.check()` between chunks), and `translate`
     turns an SDK exception into an error of `mesh_sidecar.errors` with no secret in it.
-    They run in this puller's bounded thread pool, never on the event loop.
+    They run in this puller's bounded thread pool, never on the event loop. A store
+    whose library downloads many objects by itself overrides `fetch` instead of
+    `download` (S3, through the CRT).
     """
 
     workers: int = DEFAULT_WORKERS
@@ -211,9 +213,13 @@ class ObjectStorePuller(Puller):
     def list_objects(self, source: StorageSource, prefix: str) -> Iterable[StoredObject]:
         """Every object whose key starts with `prefix` (blocking)."""
 
-    @abstractmethod
     def download(self, source: StorageSource, item: PlannedDownload, ctx: PullContext) -> None:
-        """Write one object to `item.target` (its parent exists), reporting bytes (blocking)."""
+        """Write one object to `item.target` (its parent exists), reporting bytes (blocking).
+
+        Used by `fetch`; a store whose library fetches many objects at once overrides
+        `fetch` instead (S3).
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:

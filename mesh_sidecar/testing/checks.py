@@ -40,4 +40,8 @@ def server_models(address: str) -> set[str]:
 
 def stray_entries(root: Path) -> list[str]:
     """Entries under `root` that a failed load must never leave: staging dirs of pulls."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".partial-*"))
+    while True:
+        try:
+            return sorted(str(p.relative_to(root)) for p in root.rglob(".partial-*"))
+        except FileNotFoundError:
+            continue  # a staging dir was removed while it was walked: look again

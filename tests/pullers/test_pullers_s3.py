@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import ssl
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSourc
 from mesh_sidecar.pullers.s3 import S3Puller
 from mesh_sidecar.testing.archives import good_tar, good_zip
 from mesh_sidecar.testing.faultproxy import FaultProxy
-from mesh_sidecar.testing.storage import S3Server, wait_until
+from mesh_sidecar.testing.storage import S3Server, make_pki, wait_until
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -233,3 +235,44 @@ async def test_a_cancelled_pull_stops_and_leaves_nothing(s3: S3Server, tmp_path:
     finally:
         proxy.close()
         await puller.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def test_an_https_endpoint_with_a_private_ca(s3: S3Server, tmp_path: Path) -> None:
+    """The store behind TLS with a certificate of a private CA: `certificate` lets the
+    listing and the downloads through; without it the pull fails, nothing written."""
+    pki = make_pki()
+    (tmp_path / "server.pem").write_text(pki.server_cert)
+    (tmp_path / "server.key").write_text(pki.server_key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", s3.port)
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(forward, "127.0.0.1", 0, ssl=context)
+    endpoint = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    root = tmp_path / "root"
+    root.mkdir()
+    try:
+        puller = S3Puller(PullerSettings())
+        config = s3.config(endpoint_url=endpoint, certificate=pki.ca)
+        result = await pull_atomically(puller, StorageSource("s3", config, "big"), root / "m")
+        data = (result.path / "weights.bin").read_bytes()
+        assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
+        with pytest.raises(Unavailable, match="TLS"):
+            await pull_atomically(
+                puller, StorageSource("s3", s3.config(endpoint_url=endpoint), "big"), root / "n"
+            )
+        assert entries(root) == ["m", "m/weights.bin"]
+        await puller.close()
+    finally:
+        server.close()
