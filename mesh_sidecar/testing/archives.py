@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import stat
 import tarfile
+import warnings
 import zipfile
 
 
@@ -25,7 +26,9 @@ def tar_bytes(members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w
 
 def zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    # Hostile samples repeat names on purpose: zipfile's warning about it is expected.
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
         for name, data in members:
             zf.writestr(name, data)
     return buf.getvalue()
