@@ -16,6 +16,10 @@ the AWS CLI and s3transfer use for speed): it signs, retries, splits big objects
 into parallel ranged GETs and writes each file in native threads, so neither many
 small files nor one big file is bound by Python's one core. A GET that stalls is
 failed and retried by the CRT after 30 s without a byte.
+
+HTTP proxies need no code here: botocore and the CRT's S3 client (which has no proxy
+argument, but reads the environment by default) both honour `HTTPS_PROXY`,
+`HTTP_PROXY` and `NO_PROXY`, so the listing and the downloads take the same route.
 """
 
 from __future__ import annotations
@@ -458,7 +462,8 @@ def _answer_error(
     """The error for a store's answer: its S3 error code, else its HTTP status."""
     detail = redact(f"{code}: {message or ''}".rstrip(": "), source.config)
     text = f"{what} {where}: {detail}"
-    if code in DENIED_CODES or status in (401, 403):
+    # 407: the HTTP proxy refused the credentials of its URL.
+    if code in DENIED_CODES or status in (401, 403, 407):
         return PermissionDenied(text)
     if code in MISSING_CODES or status == 404:
         return NotFound(text)

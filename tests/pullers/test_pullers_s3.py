@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import ssl
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,8 @@ from mesh_sidecar.pullers.base import PullerSettings, PullProgress, StorageSourc
 from mesh_sidecar.pullers.s3 import S3Puller
 from mesh_sidecar.testing.archives import good_tar, good_zip
 from mesh_sidecar.testing.faultproxy import FaultProxy
-from mesh_sidecar.testing.storage import S3Server, make_pki, wait_until
+from mesh_sidecar.testing.processes import free_port
+from mesh_sidecar.testing.storage import S3Server, make_pki, running, wait_until
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -245,9 +249,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def test_an_https_endpoint_with_a_private_ca(s3: S3Server, tmp_path: Path) -> None:
-    """The store behind TLS with a certificate of a private CA: `certificate` lets the
-    listing and the downloads through; without it the pull fails, nothing written."""
+@contextlib.asynccontextmanager
+async def tls_front(s3: S3Server, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """The store behind TLS with a certificate of a private CA: (endpoint, CA PEM)."""
     pki = make_pki()
     (tmp_path / "server.pem").write_text(pki.server_cert)
     (tmp_path / "server.key").write_text(pki.server_key)
@@ -259,12 +263,20 @@ async def test_an_https_endpoint_with_a_private_ca(s3: S3Server, tmp_path: Path)
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
     server = await asyncio.start_server(forward, "127.0.0.1", 0, ssl=context)
-    endpoint = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}", pki.ca
+    finally:
+        server.close()
+
+
+async def test_an_https_endpoint_with_a_private_ca(s3: S3Server, tmp_path: Path) -> None:
+    """`certificate` lets the listing and the downloads through; without it the pull
+    fails, nothing written."""
     root = tmp_path / "root"
     root.mkdir()
-    try:
+    async with tls_front(s3, tmp_path) as (endpoint, ca):
         puller = S3Puller(PullerSettings())
-        config = s3.config(endpoint_url=endpoint, certificate=pki.ca)
+        config = s3.config(endpoint_url=endpoint, certificate=ca)
         result = await pull_atomically(puller, StorageSource("s3", config, "big"), root / "m")
         data = (result.path / "weights.bin").read_bytes()
         assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
@@ -274,5 +286,104 @@ async def test_an_https_endpoint_with_a_private_ca(s3: S3Server, tmp_path: Path)
             )
         assert entries(root) == ["m", "m/weights.bin"]
         await puller.close()
-    finally:
-        server.close()
+
+
+# -- behind an HTTP proxy ------------------------------------------------------------
+# botocore (the listing) and the AWS Common Runtime (the downloads) both read
+# HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
+
+
+@contextlib.contextmanager
+def http_proxy(tmp_path: Path, *flags: str) -> Iterator[tuple[int, Path]]:
+    """An HTTP forward proxy (proxy.py) on loopback: its port and its access log."""
+    port = free_port()
+    log = tmp_path / "proxy.log"
+    cmd = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", str(port)]
+    cmd += ["--num-workers", "1", "--num-acceptors", "1", "--log-file", str(log), *flags]
+    with running(cmd, port):
+        yield port, log
+
+
+def relayed_bytes(log: Path) -> int:
+    """Bytes the proxy carried from the store, over the connections closed so far."""
+    return sum(int(n) for n in re.findall(r" - (\d+) bytes - ", log.read_text()))
+
+
+def use_proxy(monkeypatch: pytest.MonkeyPatch, name: str, url: str, no_proxy: str = "") -> None:
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(variable.lower(), raising=False)
+    monkeypatch.setenv(name, url)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+
+
+async def test_behind_an_http_proxy_with_credentials_the_objects_come_through_it(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with http_proxy(tmp_path, "--basic-auth", "puller:proxy-secret") as (port, log):
+        use_proxy(monkeypatch, "HTTP_PROXY", f"http://puller:proxy-secret@127.0.0.1:{port}")
+        puller = S3Puller(PullerSettings())
+        source = StorageSource("s3", s3.config(), "models/mnist")
+        result = await pull_atomically(puller, source, tmp_path / "m")
+        assert tree(result.path) == {
+            "empty.txt": b"",
+            "model.bin": MODEL["models/mnist/model.bin"],
+            "sub/config.json": b'{"a": 1}',
+        }
+        result = await pull_atomically(
+            puller, StorageSource("s3", s3.config(), "big"), tmp_path / "b"
+        )
+        data = (result.path / "weights.bin").read_bytes()
+        assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
+        await puller.close()
+        # The proxy logs a connection when it closes: the downloads' close with the client.
+        await asyncio.to_thread(wait_until, lambda: relayed_bytes(log) > len(BIG) + 3008)
+
+        use_proxy(monkeypatch, "HTTP_PROXY", f"http://puller:wrong-secret@127.0.0.1:{port}")
+        puller = S3Puller(PullerSettings())
+        with pytest.raises(PermissionDenied, match="Proxy Authentication Required") as caught:
+            await pull_atomically(puller, source, tmp_path / "n")
+        assert "wrong-secret" not in str(caught.value)
+        assert not (tmp_path / "n").exists()
+        await puller.close()
+
+
+async def test_an_https_endpoint_through_an_https_proxy_tunnel(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with tls_front(s3, tmp_path) as (endpoint, ca):
+        with http_proxy(tmp_path) as (port, log):
+            use_proxy(monkeypatch, "HTTPS_PROXY", f"http://127.0.0.1:{port}")
+            puller = S3Puller(PullerSettings())
+            config = s3.config(endpoint_url=endpoint, certificate=ca)
+            result = await pull_atomically(
+                puller, StorageSource("s3", config, "big"), tmp_path / "m"
+            )
+            data = (result.path / "weights.bin").read_bytes()
+            assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
+            await puller.close()
+            await asyncio.to_thread(wait_until, lambda: relayed_bytes(log) > len(BIG))
+            assert f"CONNECT 127.0.0.1:{endpoint.rsplit(':', 1)[1]}" in log.read_text()
+
+
+async def test_a_proxy_that_is_down_fails_the_pull_unless_no_proxy_names_the_store(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    down = f"http://puller:proxy-secret@127.0.0.1:{free_port()}"
+    puller = S3Puller(PullerSettings())
+    use_proxy(monkeypatch, "HTTP_PROXY", down)
+    config = s3.config(max_attempts="1")
+    with pytest.raises(Unavailable, match="unreachable") as caught:
+        await pull_atomically(puller, StorageSource("s3", config, "models/mnist"), root / "m")
+    assert "proxy-secret" not in str(caught.value)
+    assert entries(root) == []
+    await puller.close()
+
+    # Excluded by NO_PROXY: the listing and the downloads go direct.
+    use_proxy(monkeypatch, "HTTP_PROXY", down, no_proxy="localhost,127.0.0.1")
+    puller = S3Puller(PullerSettings())
+    result = await pull_atomically(puller, StorageSource("s3", config, "big"), root / "b")
+    assert (result.path / "weights.bin").stat().st_size == len(BIG)
+    await puller.close()
