@@ -1,7 +1,7 @@
 # A real MLServer for the mlserver runtime's tests and benchmarks, in a venv of its own:
-# MLServer needs protobuf < 7 (ours needs 7), and uvloop >= 0.22 hangs every load with
-# parallel_workers=1. The repository module is installed too (no dependencies), the way
-# a ServingRuntime image would ship it.
+# MLServer pins its own grpcio, protobuf and web stack, and uvloop >= 0.22 hangs every
+# load with parallel_workers=1. The repository module is installed too (no dependencies),
+# the way a ServingRuntime image would ship it.
 MLSERVER_VENV := .venv-mlserver
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
 INSTALL_TARGETS += $(MLSERVER_STAMP)

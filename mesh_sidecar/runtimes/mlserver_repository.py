@@ -8,8 +8,8 @@ exactly that file instead.
 
 This module runs inside MLServer's own environment: it imports MLServer and the
 standard library only, never the rest of mesh_sidecar (whose dependencies,
-protobuf 7 among them, MLServer cannot share). Enable it in the model server
-container with
+grpcio and protobuf among them, need not match MLServer's pins). Enable it in
+the model server container with
 
     pip install --no-deps mesh-sidecar
     MLSERVER_MODEL_REPOSITORY_IMPLEMENTATION=mesh_sidecar.runtimes.mlserver_repository.ModelDirRepository

@@ -1,10 +1,11 @@
 """A real MLServer for tests and benchmarks, from the venv that `make install` builds.
 
 MLServer lives in a venv of its own (`.venv-mlserver`, or MLSERVER_VENV): it
-needs protobuf < 7, the sidecar protobuf 7. It is configured through its
-`MLSERVER_*` environment variables, as a ServingRuntime configures it, rather
-than a `settings.json` in the repository dir: the sidecar empties that dir at
-start-up (the purge), which would delete the file.
+pins its own grpcio, protobuf and web stack, which the sidecar's need not
+match. It is configured through its `MLSERVER_*` environment variables, as a
+ServingRuntime configures it, rather than a `settings.json` in the repository
+dir: the sidecar empties that dir at start-up (the purge), which would delete
+the file.
 """
 
 from __future__ import annotations
