@@ -10,15 +10,22 @@ with bounded exponential backoff).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import google.auth.exceptions
-from google.api_core import exceptions as api_exceptions
-from google.api_core.retry import Retry
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
-from google.oauth2 import service_account
+# google-api-core and google-auth warn on import that the pinned grpcio (see
+# pyproject) predates post-quantum TLS. This client speaks HTTP, not gRPC, so the
+# warning does not apply: keep it out of every pull's output.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "grpcio < 1.83.0", FutureWarning)
+    warnings.filterwarnings("ignore", ".*depends on grpcio", FutureWarning)
+    import google.auth.exceptions
+    from google.api_core import exceptions as api_exceptions
+    from google.api_core.retry import Retry
+    from google.cloud import storage
+    from google.cloud.storage.retry import DEFAULT_RETRY
+    from google.oauth2 import service_account
 
 from mesh_sidecar.aio import Stopped
 from mesh_sidecar.errors import (
