@@ -19,24 +19,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
+from proc_stats import cpu_seconds, percentile
 
 from mesh_sidecar.testing.processes import free_port
 
 METHOD = "/bench.Echo/Echo"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def serve(port: int) -> None:

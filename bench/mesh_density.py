@@ -36,6 +36,7 @@ from typing import Any
 
 import grpc
 import tritonclient.grpc.service_pb2 as v2
+from proc_stats import cpu_seconds, percentile, rss_mb
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
 from mesh_sidecar.mmesh import model_mesh_pb2_grpc as pb_grpc
@@ -43,32 +44,6 @@ from mesh_sidecar.testing.mesh import MeshHandle, run_mesh
 
 KEY = json.dumps({"storage_key": "localpvc", "model_type": {"name": "string"}})
 UNIT = 8192
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def model_id(i: int) -> str:

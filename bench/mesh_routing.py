@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -22,22 +21,12 @@ from pathlib import Path
 import grpc
 import tritonclient.grpc.service_pb2 as v2
 import tritonclient.grpc.service_pb2_grpc as v2_grpc
+from proc_stats import cpu_seconds, percentile
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
 from mesh_sidecar.testing.mesh import run_mesh
 
 KEY = json.dumps({"storage_key": "localpvc", "model_type": {"name": "string"}})
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def time_calls(

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import tritonclient.grpc.service_pb2 as v2
 import tritonclient.grpc.service_pb2_grpc as v2_grpc
+from proc_stats import rss_mb
 
 from mesh_sidecar.mmesh import model_runtime_pb2 as pb
 from mesh_sidecar.testing.processes import (
@@ -28,13 +29,6 @@ from mesh_sidecar.testing.processes import (
 )
 
 KEY = json.dumps({"storage_key": "localpvc"})
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def make_models(claim: Path, prefix: str, count: int) -> None:
