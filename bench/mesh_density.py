@@ -91,17 +91,22 @@ def infer_request(payload: bytes) -> bytes:
 
 
 async def open_loop(
-    address: str, model_count: int, rate: float, duration: float, seed: int
+    address: str,
+    model_count: int,
+    rate: float,
+    duration: float,
+    seed: int,
+    latencies: list[float],
 ) -> dict[str, float]:
     """Send `rate` requests/s for `duration` s to random models; answer-checked.
 
     The client shares the machine's cores with what it measures, so it costs as
     little as it can: every request is serialized before the clock starts and
     sent as raw bytes, and an answer is parsed only to compare its output with
-    the text the model must answer ("<id>:" + input).
+    the text the model must answer ("<id>:" + input). Each answered request's
+    latency (ms) is appended to `latencies`.
     """
     rng = random.Random(seed)
-    latencies: list[float] = []
     errors: Counter[str] = Counter()
     details: dict[str, str] = {}
     misrouted = 0
@@ -202,6 +207,33 @@ def process_rss(mesh: MeshHandle) -> str:
     return ", ".join(parts)
 
 
+def plot(phases: dict[str, list[float]], path: Path) -> None:
+    """Latency by percentile, one line per phase, with the p99 target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quantiles = [q / 1000 for q in range(500, 1000, 5)] + [0.995, 0.999]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, samples in phases.items():
+        ax.plot(
+            [q * 100 for q in quantiles], [percentile(samples, q) for q in quantiles], label=label
+        )
+    ax.axhline(10, color="grey", linestyle="--", linewidth=1, label="p99 target (10 ms)")
+    ax.axvline(99, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency through the coordinator (ms)")
+    ax.set_yscale("log")
+    ax.set_title("ModelInfer through the embedded coordinator, 2 instances")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
     channel = grpc.aio.insecure_channel(mesh.address)
     stub = pb_grpc.ModelMeshStub(channel)
@@ -214,10 +246,12 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
         f"({args.models / took:.0f} loads/s): {dict(outcomes)}"
     )
     print(f"RSS: {process_rss(mesh)}")
+    phases: dict[str, list[float]] = {}
 
     for seed, rate in enumerate(args.rate, start=1):
+        latencies = phases[f"{args.models:,} loaded, {rate:,.0f}/s"] = []
         figures, cpu = await measured(
-            mesh, open_loop(mesh.address, args.models, rate, args.duration, seed=seed)
+            mesh, open_loop(mesh.address, args.models, rate, args.duration, seed, latencies)
         )
         report(
             f"open loop over {args.models} loaded models, {rate}/s for {args.duration}s", figures
@@ -230,10 +264,18 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
         outcomes = await register_all(stub, range(args.models, args.churn_models), load=False)
         took = time.perf_counter() - start
         print(f"registered {args.churn_models - args.models} more in {took:.1f}s: {dict(outcomes)}")
+        latencies = phases[
+            f"churn: {args.churn_models:,} registered, {args.churn_rate:,.0f}/s"
+        ] = []
         figures, cpu = await measured(
             mesh,
             open_loop(
-                mesh.address, args.churn_models, args.churn_rate, args.churn_duration, seed=0
+                mesh.address,
+                args.churn_models,
+                args.churn_rate,
+                args.churn_duration,
+                0,
+                latencies,
             ),
         )
         report(
@@ -244,6 +286,8 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
         print(cpu)
         print(f"RSS: {process_rss(mesh)}")
     await channel.close()
+    if args.plot:
+        plot(phases, args.plot)
 
 
 def main() -> None:
@@ -260,6 +304,12 @@ def main() -> None:
     parser.add_argument("--churn-rate", type=float, default=200)
     parser.add_argument("--churn-duration", type=float, default=30)
     parser.add_argument("--loading-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path(".work/bench/mesh-density.png"),
+        help="PNG of latency by percentile per phase (matplotlib)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-mesh-density-") as tmp:
