@@ -408,43 +408,40 @@ class S3Puller(ObjectStorePuller):
     def translate(self, exc: Exception, source: StorageSource, what: str) -> SidecarError:
         bucket = source.config.get("bucket") or source.config.get("default_bucket")
         where = f"s3://{bucket}/{source.path.strip('/')}"
-        cause: BaseException = exc
-        if isinstance(cause, Stopped):
+        if isinstance(exc, Stopped):
             return Unavailable(f"{what} {where}: cancelled")
-        if isinstance(cause, botocore.exceptions.ClientError):
-            error = cause.response.get("Error", {})
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
-            status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             return _answer_error(code, status, error.get("Message"), what, where, source)
-        if isinstance(cause, S3ResponseError):
-            code, message = _error_of(cause.body)
-            return _answer_error(code, cause.status_code, message, what, where, source)
-        if isinstance(cause, AwsCrtError):
-            if cause.name == "AWS_ERROR_NO_SPACE":
+        if isinstance(exc, S3ResponseError):
+            code, message = _error_of(exc.body)
+            return _answer_error(code, exc.status_code, message, what, where, source)
+        if isinstance(exc, AwsCrtError):
+            if exc.name == "AWS_ERROR_NO_SPACE":
                 return ResourceExhausted(f"disk full while {what}")
-            detail = redact(f"{cause.name}: {cause.message}", source.config)
+            detail = redact(f"{exc.name}: {exc.message}", source.config)
             return Unavailable(f"{what} {where}: store unreachable: {detail}")
         if isinstance(
-            cause,
+            exc,
             botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
         ):
             return PermissionDenied(f"{what} {where}: no usable AWS credentials found")
-        if isinstance(cause, botocore.exceptions.SSLError):
-            return Unavailable(f"{what} {where}: TLS failure: {redact(cause, source.config)}")
+        if isinstance(exc, botocore.exceptions.SSLError):
+            return Unavailable(f"{what} {where}: TLS failure: {redact(exc, source.config)}")
         if isinstance(
-            cause,
+            exc,
             botocore.exceptions.EndpointConnectionError
             | botocore.exceptions.ConnectionError
             | botocore.exceptions.HTTPClientError
             | ConnectionError
             | TimeoutError,
         ):
-            return Unavailable(f"{what} {where}: store unreachable: {redact(cause, source.config)}")
-        if isinstance(cause, botocore.exceptions.ParamValidationError):
-            return InvalidRequest(f"{what} {where}: {redact(cause, source.config)}")
-        return Unavailable(
-            f"{what} {where}: {type(cause).__name__}: {redact(cause, source.config)}"
-        )
+            return Unavailable(f"{what} {where}: store unreachable: {redact(exc, source.config)}")
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            return InvalidRequest(f"{what} {where}: {redact(exc, source.config)}")
+        return Unavailable(f"{what} {where}: {type(exc).__name__}: {redact(exc, source.config)}")
 
 
 def _error_of(body: bytes | None) -> tuple[str, str | None]:
