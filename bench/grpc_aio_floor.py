@@ -8,7 +8,7 @@ coordinator is four such call ends (bench client, coordinator server side,
 coordinator client side, model server), so four times the per-end cost here
 is about the least the density bench's chain can cost.
 
-    .venv/bin/python bench/grpc_aio_floor.py [--rate 1000 --duration 10]
+    .venv/bin/python bench/grpc_aio_floor.py [--rate 1000 --duration 10 --loop asyncio]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import time
 
 import grpc
+import uvloop
 from proc_stats import cpu_seconds, percentile
 
 from mesh_sidecar.testing.processes import free_port
@@ -71,7 +72,9 @@ async def load(port: int, server_pid: int, rate: float, duration: float) -> None
     client = (cpu_seconds(os.getpid()) - client_before) / elapsed
     server = (cpu_seconds(server_pid) - server_before) / elapsed
     await channel.close()
-    print(f"grpc.aio echo, {rate:.0f} requests/s for {duration:.0f}s (grpcio {grpc.__version__})")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    versions = f"grpcio {grpc.__version__}, {loop}"
+    print(f"grpc.aio echo, {rate:.0f} requests/s for {duration:.0f}s ({versions})")
     print(f"  CPU cores used: client {client:.2f}, server {server:.2f}")
     per_client, per_server = client / rate * 1000, server / rate * 1000
     print(f"  CPU per call end: client {per_client:.3f} ms, server {per_server:.3f} ms")
@@ -83,15 +86,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of both processes (default uvloop, as the mesh's servers use)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
+    run = uvloop.run if args.loop == "uvloop" else asyncio.run
     if args.serve:
-        asyncio.run(serve(args.serve))
+        run(serve(args.serve))
         return
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    command = [sys.executable, __file__, "--serve", str(port), "--loop", args.loop]
+    server = subprocess.Popen(command)
     try:
-        asyncio.run(load(port, server.pid, args.rate, args.duration))
+        run(load(port, server.pid, args.rate, args.duration))
     finally:
         server.terminate()
         server.wait(timeout=10)

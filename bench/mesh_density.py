@@ -36,6 +36,7 @@ from typing import Any
 
 import grpc
 import tritonclient.grpc.service_pb2 as v2
+import uvloop
 from proc_stats import cpu_seconds, percentile, rss_mb
 
 from mesh_sidecar.mmesh import model_mesh_pb2 as pb
@@ -336,7 +337,7 @@ def main() -> None:
         with run_mesh(
             "simple-string", 2, models, configs, pvcs, env, log_dir=root / "logs"
         ) as mesh:
-            asyncio.run(run(args, mesh))
+            uvloop.run(run(args, mesh))
 
 
 if __name__ == "__main__":

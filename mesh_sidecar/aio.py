@@ -5,10 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import uvloop
 
 T = TypeVar("T")
+
+
+def run_server(main: Coroutine[Any, Any, T]) -> T:
+    """Run a server process's main coroutine on uvloop.
+
+    grpc.aio costs about 10% less CPU per call on uvloop than on asyncio's own
+    loop (`bench/grpc_aio_floor.py --loop`), and a request routed by the mesh
+    crosses four call ends.
+    """
+    return uvloop.run(main)
 
 
 class Stopped(Exception):

@@ -16,6 +16,7 @@ from mesh_sidecar.adapter.logs import setup_logging
 from mesh_sidecar.adapter.metrics import Metrics
 from mesh_sidecar.adapter.models import ModelManager
 from mesh_sidecar.adapter.server import ModelRuntimeServicer, ReadinessTracker
+from mesh_sidecar.aio import run_server
 from mesh_sidecar.errors import SidecarError
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc as pb_grpc
 from mesh_sidecar.runtimes.base import RuntimeAdapter, RuntimeSettings
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             options=options,
         )
     )
-    asyncio.run(serve(settings, runtime))
+    run_server(serve(settings, runtime))
     return 0
 
 

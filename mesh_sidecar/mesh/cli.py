@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mesh_sidecar.aio import run_server
 from mesh_sidecar.errors import SidecarError
 from mesh_sidecar.mesh.app import parse_instance, start_mesh
 from mesh_sidecar.mesh.coordinator import MeshSettings
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(_serve(args))
+        return run_server(_serve(args))
     except (SidecarError, ValueError) as exc:
         print(f"mesh: {exc}", file=sys.stderr)
         return 1

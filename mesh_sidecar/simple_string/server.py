@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from tritonclient.grpc import service_pb2_grpc
 
+from mesh_sidecar.aio import run_server
 from mesh_sidecar.mmesh import model_runtime_pb2_grpc
 from mesh_sidecar.simple_string.inference import SimpleStringInferenceServicer
 from mesh_sidecar.simple_string.model_runtime import (
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     store = ModelStore(args.model_repository)
     try:
-        asyncio.run(serve(args.host, args.port, store, limits))
+        run_server(serve(args.host, args.port, store, limits))
     except OSError as exc:
         print(f"simple-string-server: {exc}", file=sys.stderr)
         return 1
