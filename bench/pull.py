@@ -1,13 +1,14 @@
 """Pull speed: `mesh-sidecar pull` against s5cmd, rclone, `aws s3 cp` and kserve-storage.
 
-One `rclone serve s3` on loopback serves three datasets (1 x 256 MiB, 200 x 1 MiB,
-2,000 x 4 KiB). Tools run in turn, alternating their order each round; the script
-prints each tool's median wall time, its ratio to the fastest peer and its peak RSS,
-and draws a PNG. "in-sidecar" is a pull inside a warm process (the sidecar's case:
-imports done, client and pools reused), timed around `pull_atomically` alone.
+One `rclone serve s3` on loopback serves four datasets (1 x 256 MiB, 200 x 1 MiB,
+2,000 x 4 KiB, and 1 x 1 byte for each tool's fixed cost). Tools run in turn,
+alternating their order each round; the script prints each tool's median wall time,
+its ratio to the fastest peer and its peak RSS, and draws a PNG. "in-sidecar" is a
+pull inside a warm process (the sidecar's case: imports done, client and pools
+reused), timed around `pull_atomically` alone.
 
     make bench-pull            # installs the peers into .venv-bench, then runs this
-    .venv/bin/python bench/pull.py [--runs 3] [--datasets big,medium,small] [--plot FILE]
+    .venv/bin/python bench/pull.py [--runs 3] [--datasets big,medium,small,tiny] [--plot FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ DATASETS = {
     "big": ("1 x 256 MiB", 1, 256 * MiB),
     "medium": ("200 x 1 MiB", 200, MiB),
     "small": ("2,000 x 4 KiB", 2000, 4096),
+    # A tool's fixed cost: start, client, listing, one GET.
+    "tiny": ("1 x 1 byte", 1, 1),
 }
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 PEERS = ("s5cmd", "rclone", "aws-cli", "kserve-storage")
@@ -173,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--datasets", default="big,medium,small")
+    parser.add_argument("--datasets", default="big,medium,small,tiny")
     parser.add_argument("--tools", default="mesh-sidecar,in-sidecar," + ",".join(PEERS))
     parser.add_argument("--plot", type=Path, default=ROOT / ".work" / "bench" / "pull.png")
     parser.add_argument("--in-sidecar", nargs=3, help=argparse.SUPPRESS)
