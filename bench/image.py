@@ -95,6 +95,9 @@ def main() -> None:
                     ),
                     name="sidecar",
                 )
+                # Connect once the port is open: a gRPC channel that finds it closed
+                # backs off for seconds before it tries again.
+                wait_for_port(adapter_port, sidecar, timeout=120)
                 channel = grpc.insecure_channel(f"127.0.0.1:{adapter_port}")
                 stub = pb_grpc.ModelRuntimeStub(channel)
                 try:

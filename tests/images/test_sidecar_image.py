@@ -204,3 +204,10 @@ def test_the_image_sets_no_entrypoint_and_carries_the_launchers() -> None:
     ).split()
     for launcher in ("triton-adapter", "mlserver-adapter", "puller", "simple-string-adapter"):
         assert launcher in listing
+
+
+def test_the_image_stays_within_its_size_budget() -> None:
+    # Under 200 MB uncompressed, as podman reports it (docs/images.md): a new
+    # dependency that ships binaries or unstripped libraries shows up here.
+    size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}"))
+    assert size < 200_000_000, f"{IMAGE} is {size:,} bytes uncompressed"
