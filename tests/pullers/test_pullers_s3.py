@@ -11,7 +11,9 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from trees import entries, tree
 
@@ -144,6 +146,82 @@ async def test_bad_credentials_are_permission_denied_without_the_secret(
     assert secret not in str(caught.value)
     assert s3.access_key_id not in str(caught.value)
     assert entries(tmp_path) == []
+    await puller.close()
+
+
+def without_config_keys(s3: S3Server) -> dict[str, Any]:
+    return s3.config(access_key_id=None, secret_access_key=None)
+
+
+@pytest.fixture
+def chain_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No AWS credentials anywhere (env, files, instance metadata) but what a test sets."""
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                     "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):  # fmt: skip
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+
+
+async def test_without_keys_in_the_config_the_environments_keys_are_used(
+    s3: S3Server, chain_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    chain_env.setenv("AWS_ACCESS_KEY_ID", s3.access_key_id)
+    chain_env.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)
+    puller = S3Puller(PullerSettings())
+    source = StorageSource("s3", without_config_keys(s3), "big")
+    result = await pull_atomically(puller, source, tmp_path / "m")
+    assert tree(result.path) == {"weights.bin": BIG}
+    await puller.close()
+
+    chain_env.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-key-0123456789")
+    puller = S3Puller(PullerSettings())
+    with pytest.raises(PermissionDenied):
+        await pull_atomically(puller, source, tmp_path / "again")
+    assert entries(tmp_path) == ["m", "m/weights.bin"]
+    await puller.close()
+
+
+@pytest.fixture(scope="module")
+def unsigned_sts_moto() -> Iterator[str]:
+    """A moto server that does not check signatures: moto answers STS's unsigned
+    AssumeRoleWithWebIdentity only then. It serves S3 too, with one model."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with running([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
+                  "-p", str(port)], port):  # fmt: skip
+        admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id="seed", aws_secret_access_key="seed")  # fmt: skip
+        admin.create_bucket(Bucket="models")
+        admin.put_object(Bucket="models", Key="models/mnist/model.bin", Body=BIG[:5000])
+        yield endpoint
+
+
+async def test_without_keys_a_web_identity_token_is_exchanged_at_sts(
+    unsigned_sts_moto: str, chain_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # IRSA: the pod gets a role ARN and a token file, and STS trades them for
+    # temporary keys; with no other credentials anywhere, signing needs those.
+    config = {"type": "s3", "endpoint_url": unsigned_sts_moto, "region": "us-east-1",
+              "bucket": "models"}  # fmt: skip
+    source = StorageSource("s3", config, "models/mnist")
+    puller = S3Puller(PullerSettings())
+    with pytest.raises(PermissionDenied, match="no usable AWS credentials"):
+        await pull_atomically(puller, source, tmp_path / "none")
+    await puller.close()
+
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln")
+    chain_env.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/model-reader")
+    chain_env.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    chain_env.setenv("AWS_ENDPOINT_URL_STS", unsigned_sts_moto)
+    chain_env.setenv("AWS_REGION", "us-east-1")
+    puller = S3Puller(PullerSettings())
+    result = await pull_atomically(puller, source, tmp_path / "m")
+    assert tree(result.path) == {"model.bin": BIG[:5000]}
+    assert entries(tmp_path) == ["m", "m/model.bin", "token"]
     await puller.close()
 
 
