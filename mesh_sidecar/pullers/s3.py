@@ -153,6 +153,11 @@ class _Client:
         )
         # A session per client: botocore's sessions are not safe to share across threads.
         session = botocore.session.Session()
+        # Timestamps stay text, as the AWS CLI's `cli_timestamp_format = none` keeps
+        # them: nothing here reads LastModified, and parsing it was half the CPU of a
+        # listing (0.2 s for 2,000 keys, 0.09 s without).
+        parsers = session.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=str)
         kwargs: dict[str, Any] = {"config": botocore_config}
         if config.get("endpoint_url"):
             kwargs["endpoint_url"] = str(config["endpoint_url"])
