@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -265,7 +266,9 @@ def _create_files(
         try:
             for item in plan[start : start + CREATE_BATCH]:
                 ctx.check()
-                item.target.touch()
+                # Not Path.touch: it first tries utime, which fails (and raises) for
+                # a new file.
+                os.close(os.open(item.target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
         except (OSError, Stopped) as exc:
             error = exc
         for future in created[batch:] if error else created[batch : batch + 1]:
