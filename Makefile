@@ -1,4 +1,5 @@
-# mesh-sidecar: `make demo` runs the sidecar end to end, `make test` runs every test.
+# mesh-sidecar: `make demo` runs the sidecar end to end, `make test` runs the tests
+# (`make test-campaign` the long reliability cases it skips).
 # Everything the tests need is installed by these targets; nothing is assumed on the machine.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ INSTALL_TARGETS := $(STAMP)
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: install test test-fast demo lint bench clean
+.PHONY: install test test-fast test-campaign demo lint bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard proto/mmesh/*.proto)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,10 @@ test: install
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# The long reliability-campaign cases that `make test` skips (about a minute); CI runs them.
+test-campaign: install
+	$(VENV)/bin/pytest -q --campaign -m campaign
 
 demo: install
 	$(PY) -m mesh_sidecar.demo
