@@ -80,10 +80,11 @@ from mesh_sidecar.redact import redact
 
 T = TypeVar("T")
 MiB = 1024 * 1024
-# Parts of a big object, and ranged GETs of one object in flight. The CRT buffers
-# parts ahead of the file: with 2 MiB parts or more a 256 MiB pull peaked over 180 MB
-# at times, with 1.5 MiB parts and 12 ranges at 160 MB, with 8 ranges at 125 MB and
-# no slower (the Go sidecar's downloader runs 5). 1 MiB parts cost a third more time.
+# Parts of a big object, and ranged GETs of one object in flight. The CRT holds
+# parts while the file writes lag: in 14 pulls of 256 MiB each, 12 ranges peaked at
+# 160 MB, 8 at 125 MB and were no slower (the Go sidecar's downloader runs 5); parts
+# of 2 MiB or more peaked over 180 MB. A lagging disk still gives peaks near 190 MB.
+# 1 MiB parts cost a third more time.
 PART_SIZE = 1536 * 1024
 RANGES_IN_FLIGHT = 8
 # Objects in flight at once: each holds an open file while it downloads.
