@@ -38,6 +38,7 @@ from mesh_sidecar.testing.processes import (
     start_process,
     wait_for_port,
 )
+from mesh_sidecar.testing.storage import moto_command
 
 WARM_UP = 50
 #: Threads asyncio's default executor may still start after the warm-up.
@@ -84,13 +85,7 @@ def s3_server(kind: str, data: Path) -> Iterator[str]:
             str(data),
         ]
     else:
-        command = [
-            str(Path(sys.executable).parent / "moto_server"),
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ]
+        command = moto_command(port)
     proc = start_process(command, name=kind)
     try:
         wait_for_port(port, proc)

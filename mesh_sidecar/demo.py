@@ -94,9 +94,10 @@ def s3_storage(root: Path, configs: Path, pvcs: Path) -> Iterator[str]:
     """The sample models in a local S3 server (moto); yields the storage key."""
     import boto3
 
+    from mesh_sidecar.testing.storage import moto_command
+
     port = free_port()
-    moto = str(Path(sys.executable).parent / "moto_server")
-    server = start_process([moto, "-H", "127.0.0.1", "-p", str(port)], name="moto")
+    server = start_process(moto_command(port), name="moto")
     try:
         wait_for_port(port, server)
         endpoint = f"http://127.0.0.1:{port}"

@@ -21,6 +21,7 @@ from mesh_sidecar.testing.storage import (
     S3Server,
     free_port,
     make_pki,
+    moto_command,
     running,
 )
 
@@ -63,11 +64,8 @@ def s3_server() -> Iterator[S3Server]:
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    moto = str(Path(sys.executable).parent / "moto_server")
     # The first three requests (creating an IAM user, its key and policy) are unsigned.
-    with running(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], port, {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    ):
+    with running(moto_command(port), port, {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}):
         iam = boto3.client(
             "iam",
             endpoint_url=endpoint,

@@ -6,6 +6,7 @@ import datetime
 import http.server
 import ipaddress
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
-__all__ = ["FileServer", "Pki", "free_port", "make_pki", "running", "wait_until"]
+__all__ = ["FileServer", "Pki", "free_port", "make_pki", "moto_command", "running", "wait_until"]
 
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -29,6 +30,11 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+
+
+def moto_command(port: int) -> list[str]:
+    """moto's S3 (and IAM, STS) server on 127.0.0.1:`port`, from this environment."""
+    return [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
 
 
 @contextmanager

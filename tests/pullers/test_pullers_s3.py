@@ -23,7 +23,7 @@ from mesh_sidecar.pullers.s3 import S3Puller
 from mesh_sidecar.testing.archives import good_tar, good_zip
 from mesh_sidecar.testing.faultproxy import FaultProxy
 from mesh_sidecar.testing.processes import free_port
-from mesh_sidecar.testing.storage import S3Server, make_pki, running, wait_until
+from mesh_sidecar.testing.storage import S3Server, make_pki, moto_command, running, wait_until
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -190,8 +190,7 @@ def unsigned_sts_moto() -> Iterator[str]:
     AssumeRoleWithWebIdentity only then. It serves S3 too, with one model."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with running([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
-                  "-p", str(port)], port):  # fmt: skip
+    with running(moto_command(port), port):
         admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                              aws_access_key_id="seed", aws_secret_access_key="seed")  # fmt: skip
         admin.create_bucket(Bucket="models")
