@@ -138,6 +138,40 @@ def pki() -> Pki:
 
 
 @pytest.fixture(scope="session")
+def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str]:
+    """Azurite's blob service over HTTPS, taking Entra ID bearer tokens as well as keys.
+
+    `--oauth basic` checks a token's issuer, audience and lifetime, not its
+    signature. Answers the account URL (the server certificate is `pki`'s).
+    """
+    if not AZURITE.exists():
+        pytest.fail("Azurite is missing: run `make install`")
+    tmp = tmp_path_factory.mktemp("azurite-oauth")
+    (tmp / "server.pem").write_text(pki.server_cert)
+    (tmp / "server.key").write_text(pki.server_key)
+    port = free_port()
+    cmd = [
+        str(AZURITE),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--loose",
+        "--skipApiVersionCheck",
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--oauth",
+        "basic",
+        "--cert",
+        str(tmp / "server.pem"),
+        "--key",
+        str(tmp / "server.key"),
+    ]
+    with running(cmd, port, cwd=tmp):
+        yield f"https://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+
+
+@pytest.fixture(scope="session")
 def https_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
     """HTTPS with a private CA that demands a client certificate (mutual TLS)."""
     server = FileServer(pki, require_client_cert=True, tmp=tmp_path_factory.mktemp("tls"))

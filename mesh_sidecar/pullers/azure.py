@@ -2,11 +2,12 @@
 
 Config (type `azure`): `account_name`, `container` (the modelKey's `bucket` overrides
 it); auth by `connection_string`, or `account_key`, or `sas_token`, or a service
-principal (`client_id` + `client_secret` + `tenant_id`), or none (anonymous). The
-endpoint is `account_url`, else the connection string's, else
-`https://<account_name>.blob.core.windows.net`. `certificate`: PEM CA of a private
-endpoint. Blobs with a Content-MD5 are checked against it. Tuning: `max_attempts`
-(5, azure-core's exponential retry), `connect_timeout` (10 s), `read_timeout` (60 s),
+principal (`client_id` + `client_secret` + `tenant_id`, and `authority_host` for a
+private cloud's Entra ID), or none (anonymous). The endpoint is `account_url`, else
+the connection string's, else `https://<account_name>.blob.core.windows.net`.
+`certificate`: PEM CA of a private endpoint (and of its authority). Blobs with a
+Content-MD5 are checked against it. Tuning: `max_attempts` (5, azure-core's
+exponential retry), `connect_timeout` (10 s), `read_timeout` (60 s),
 `max_concurrency` (4 ranges per big blob).
 """
 
@@ -58,12 +59,15 @@ CLIENT_FIELDS = (
     "client_id",
     "client_secret",
     "tenant_id",
+    "authority_host",
     "certificate",
     "max_attempts",
     "connect_timeout",
     "read_timeout",
 )
 PRINCIPAL_FIELDS = ("client_id", "client_secret", "tenant_id")
+#: What azure-storage-blob asks a token credential for.
+STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 
 def container_name(config: Mapping[str, Any]) -> str:
@@ -113,9 +117,24 @@ def build_client(config: Mapping[str, Any]) -> ContainerClient:
             raise InvalidRequest("client_id, client_secret and tenant_id go together")
         from azure.identity import ClientSecretCredential
 
+        authority: dict[str, Any] = {}
+        if config.get("authority_host"):
+            # A private cloud's authority is not in Microsoft's directory of
+            # authorities: asking that directory about it would fail.
+            authority = {
+                "authority": str(config["authority_host"]),
+                "disable_instance_discovery": True,
+            }
         credential = ClientSecretCredential(
-            str(config["tenant_id"]), str(config["client_id"]), str(config["client_secret"])
+            str(config["tenant_id"]),
+            str(config["client_id"]),
+            str(config["client_secret"]),
+            connection_verify=options.get("connection_verify", True),
+            **authority,
         )
+        # Get the token now: the storage client retries a refused one like any other
+        # error, 15 s and more apart, so a wrong secret would take minutes to fail.
+        credential.get_token(STORAGE_SCOPE)
     return ContainerClient(str(url), container, credential=credential, **options)
 
 
