@@ -116,7 +116,13 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not AZURITE.exists():
         pytest.fail("Azurite is missing: run `make install`")
     port = free_port()
-    cmd = [
+    # Azurite may write a log or state next to where it runs: keep that out of the tree.
+    with running(azurite_command(port), port, cwd=tmp_path_factory.mktemp("azurite")):
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+
+
+def azurite_command(port: int, *options: str) -> list[str]:
+    return [
         str(AZURITE),
         "--blobHost",
         "127.0.0.1",
@@ -126,10 +132,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--skipApiVersionCheck",
         "--inMemoryPersistence",
         "--disableTelemetry",  # no traffic off this machine
+        *options,
     ]
-    # Azurite may write a log or state next to where it runs: keep that out of the tree.
-    with running(cmd, port, cwd=tmp_path_factory.mktemp("azurite")):
-        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 
 @pytest.fixture(scope="session")
@@ -150,24 +154,8 @@ def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
     (tmp / "server.pem").write_text(pki.server_cert)
     (tmp / "server.key").write_text(pki.server_key)
     port = free_port()
-    cmd = [
-        str(AZURITE),
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(port),
-        "--loose",
-        "--skipApiVersionCheck",
-        "--inMemoryPersistence",
-        "--disableTelemetry",
-        "--oauth",
-        "basic",
-        "--cert",
-        str(tmp / "server.pem"),
-        "--key",
-        str(tmp / "server.key"),
-    ]
-    with running(cmd, port, cwd=tmp):
+    tls = ("--cert", str(tmp / "server.pem"), "--key", str(tmp / "server.key"))
+    with running(azurite_command(port, "--oauth", "basic", *tls), port, cwd=tmp):
         yield f"https://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 

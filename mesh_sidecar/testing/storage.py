@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.server
 import ipaddress
+import json
 import ssl
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +25,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mesh_sidecar.testing.processes import free_port, start_process, wait_for_port
 
-__all__ = ["FileServer", "Pki", "free_port", "make_pki", "moto_command", "running", "wait_until"]
+__all__ = [
+    "EntraIdStandIn",
+    "FileServer",
+    "Pki",
+    "free_port",
+    "make_pki",
+    "moto_command",
+    "running",
+    "wait_until",
+]
 
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -142,6 +154,15 @@ def make_pki() -> Pki:
     return Pki(pem(ca), pem(server), _pem_key(server_key), pem(client), _pem_key(client_key))
 
 
+def server_tls(pki: Pki, tmp: Path) -> ssl.SSLContext:
+    """A server-side TLS context with `pki`'s certificate for 127.0.0.1 (files under `tmp`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    (tmp / "server.pem").write_text(pki.server_cert)
+    (tmp / "server.key").write_text(pki.server_key)
+    context.load_cert_chain(tmp / "server.pem", tmp / "server.key")
+    return context
+
+
 # -- an HTTP(S) server with scripted answers ---------------------------------------------
 
 
@@ -210,10 +231,7 @@ class FileServer:
         self.httpd.daemon_threads = True
         self.scheme = "http"
         if pki is not None and tmp is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            (tmp / "server.pem").write_text(pki.server_cert)
-            (tmp / "server.key").write_text(pki.server_key)
-            context.load_cert_chain(tmp / "server.pem", tmp / "server.key")
+            context = server_tls(pki, tmp)
             if require_client_cert:
                 context.verify_mode = ssl.CERT_REQUIRED
                 context.load_verify_locations(cadata=pki.ca)
@@ -230,6 +248,100 @@ class FileServer:
         route = Route(body=body, **kwargs)  # type: ignore[arg-type]
         self.routes[path] = route
         return route
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# -- an Entra ID stand-in ------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def storage_access_token(tenant: str, client_id: str) -> str:
+    """A storage access token shaped as Entra ID issues them; unsigned (Azurite's
+    `--oauth basic` checks issuer, audience and lifetime, not the signature)."""
+    now = int(time.time())
+    claims = {
+        "aud": "https://storage.azure.com",
+        "iss": f"https://sts.windows.net/{tenant}/",
+        "appid": client_id,
+        "iat": now,
+        "nbf": now - 60,
+        "exp": now + 3600,
+    }
+    parts = ({"alg": "RS256", "typ": "JWT"}, claims)
+    return ".".join([*(_b64url(json.dumps(p).encode()) for p in parts), _b64url(b"unsigned")])
+
+
+class EntraIdStandIn:
+    """Stands in for an Entra ID authority over HTTPS, as no real one can run here.
+
+    Answers OpenID discovery and the client-credentials token request for
+    `tenant` as login.microsoftonline.com does; only `client_id` with `secret`
+    gets a token, anything else gets its 401 `invalid_client`. Every token
+    request's form is kept in `token_requests`.
+    """
+
+    def __init__(self, pki: Pki, tmp: Path, tenant: str, client_id: str, secret: str) -> None:
+        self.token_requests: list[dict[str, str]] = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != f"/{tenant}/v2.0/.well-known/openid-configuration":
+                    return self._json(404, {"error": "not_found"})
+                base = f"{stand_in.url}/{tenant}"
+                self._json(
+                    200,
+                    {
+                        "issuer": f"{base}/v2.0",
+                        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                        "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    },
+                )
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                if self.path.split("?")[0] != f"/{tenant}/oauth2/v2.0/token":
+                    return self._json(404, {"error": "not_found"})
+                stand_in.token_requests.append(form)
+                if (
+                    form.get("grant_type") != "client_credentials"
+                    or form.get("client_id") != client_id
+                    or form.get("client_secret") != secret
+                ):
+                    refused = "AADSTS7000215: Invalid client secret provided."
+                    return self._json(
+                        401, {"error": "invalid_client", "error_description": refused}
+                    )
+                token = storage_access_token(tenant, client_id)
+                self._json(200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token})
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.socket = server_tls(pki, tmp).wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -1,4 +1,5 @@
-"""Azure puller against Azurite: connection string, account key, SAS token, anonymous.
+"""Azure puller against Azurite: connection string, account key, SAS token, anonymous,
+and a service principal (Azurite over HTTPS, with an Entra ID stand-in for its token).
 
 Azurite stores no blob name with `..` in it; that case is covered for every store by
 test_pullers_objectstore.py and against S3.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from mesh_sidecar.errors import NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.azure import AzurePuller
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.testing.archives import good_tar
-from mesh_sidecar.testing.storage import AZURITE_ACCOUNT, AZURITE_KEY
+from mesh_sidecar.testing.storage import AZURITE_ACCOUNT, AZURITE_KEY, EntraIdStandIn, Pki
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -193,3 +195,71 @@ async def test_a_big_blob_in_parallel_ranges_is_checked_against_its_md5(
     with pytest.raises(Unavailable, match="checksum mismatch"):
         await pull(config, "corrupt", tmp_path / "corrupt")
     assert entries(tmp_path) == ["big", "big/weights.bin"]
+
+
+TENANT = "7d3f1c2a-0000-4000-8000-00000000aa01"
+CLIENT_ID = "5b9e6a41-0000-4000-8000-00000000bb02"
+SECRET = "principal-secret-Zq8~x3"
+
+
+@pytest.fixture
+def authority(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntraIdStandIn]:
+    server = EntraIdStandIn(pki, tmp_path_factory.mktemp("authority"), TENANT, CLIENT_ID, SECRET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def oauth_account_url(
+    azurite_oauth: str, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    ca = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.write_text(pki.ca)
+    service = BlobServiceClient(
+        azurite_oauth,
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        connection_verify=str(ca),
+    )
+    private = service.create_container("models")
+    for key, body in MODEL.items():
+        private.upload_blob(key, body)
+    return azurite_oauth
+
+
+def principal(account_url: str, authority: EntraIdStandIn, pki: Pki, secret: str) -> dict[str, Any]:
+    return {
+        "type": "azure",
+        "account_url": account_url,
+        "container": "models",
+        "client_id": CLIENT_ID,
+        "client_secret": secret,
+        "tenant_id": TENANT,
+        "authority_host": authority.url,
+        "certificate": pki.ca,
+        "max_attempts": 1,
+    }
+
+
+async def test_a_service_principal_pulls_with_a_token_from_its_authority(
+    oauth_account_url: str, authority: EntraIdStandIn, pki: Pki, tmp_path: Path
+) -> None:
+    config = principal(oauth_account_url, authority, pki, SECRET)
+    assert tree(await pull(config, "models/mnist", tmp_path / "m")) == EXPECTED
+    # One token, for storage, serves the listing and every download.
+    scopes = [form["scope"] for form in authority.token_requests]
+    assert scopes == ["https://storage.azure.com/.default"]
+
+
+async def test_a_refused_client_secret_is_permission_denied_at_once_without_secrets(
+    oauth_account_url: str, authority: EntraIdStandIn, pki: Pki, tmp_path: Path
+) -> None:
+    wrong = "not-the-secret-Qp4~z9"
+    config = principal(oauth_account_url, authority, pki, wrong)
+    with pytest.raises(PermissionDenied) as caught:
+        await pull(config, "models/mnist", tmp_path / "m")
+    assert wrong not in str(caught.value)
+    # Not asked again: the storage client would retry it 15 s and more apart.
+    assert len(authority.token_requests) == 1
+    assert entries(tmp_path) == []
