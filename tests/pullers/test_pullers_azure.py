@@ -21,7 +21,13 @@ from mesh_sidecar.errors import NotFound, PermissionDenied, Unavailable
 from mesh_sidecar.pullers.azure import AzurePuller
 from mesh_sidecar.pullers.base import PullerSettings, StorageSource, pull_atomically
 from mesh_sidecar.testing.archives import good_tar
-from mesh_sidecar.testing.storage import AZURITE_ACCOUNT, AZURITE_KEY, EntraIdStandIn, Pki
+from mesh_sidecar.testing.storage import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    EntraIdStandIn,
+    FileServer,
+    Pki,
+)
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -148,6 +154,34 @@ async def test_a_private_container_refuses_anonymous_access(
     config = {"type": "azure", "account_url": account_url, "container": "models", "max_attempts": 1}
     with pytest.raises((PermissionDenied, NotFound)):
         await pull(config, "models/mnist", tmp_path / "m")
+
+
+async def test_a_busy_store_is_asked_again(tmp_path: Path) -> None:
+    # Azurite cannot be told to fail: a scripted server answers the listing
+    # 503 twice, then with an empty container.
+    server = FileServer()
+    empty = (
+        b'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="models">'
+        b"<Prefix>models/m</Prefix><Blobs /><NextMarker /></EnumerationResults>"
+    )
+    listing = server.add(
+        "/devstoreaccount1/models",
+        empty,
+        fail_first=[503, 503],
+        headers={"Content-Type": "application/xml"},
+    )
+    config = {
+        "type": "azure",
+        "account_url": f"{server.url}/devstoreaccount1",
+        "container": "models",
+        "sas_token": "sv=2024-11-04&sig=x",
+    }
+    try:
+        with pytest.raises(NotFound):
+            await pull(config, "models/m", tmp_path / "m")
+    finally:
+        server.stop()
+    assert listing.hits == 3
 
 
 @pytest.mark.parametrize(("container", "path"), [("models", "models/none"), ("nothere", "x")])
