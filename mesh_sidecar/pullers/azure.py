@@ -81,8 +81,8 @@ def container_name(config: Mapping[str, Any]) -> str:
 class _Retry(ExponentialRetry):
     """azure-storage's retry, waiting as the other pullers do (0.2 s, doubling, at most 5 s).
 
-    Its own waits (15 s, then 18, 24, 42 and 96 s) held a load that was bound to
-    fail for over 3 minutes.
+    Its own waits (18, 24, 42, 96 s, ..., each give or take 3 s) held a load that
+    was bound to fail for 84 s after three 503 answers.
     """
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
@@ -144,7 +144,7 @@ def build_client(config: Mapping[str, Any]) -> ContainerClient:
             **authority,
         )
         # Get the token now: the storage client retries a refused one like any other
-        # error, 15 s and more apart, so a wrong secret would take minutes to fail.
+        # error, so a wrong secret would fail only after every retry.
         credential.get_token(STORAGE_SCOPE)
     return ContainerClient(str(url), container, credential=credential, **options)
 

@@ -294,6 +294,6 @@ async def test_a_refused_client_secret_is_permission_denied_at_once_without_secr
     with pytest.raises(PermissionDenied) as caught:
         await pull(config, "models/mnist", tmp_path / "m")
     assert wrong not in str(caught.value)
-    # Not asked again: the storage client would retry it 15 s and more apart.
+    # Not asked again: the storage client would retry a refused token request.
     assert len(authority.token_requests) == 1
     assert entries(tmp_path) == []
