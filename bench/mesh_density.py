@@ -15,7 +15,9 @@
    in time and evict the least recently used model.
 
 Prints achieved rate, p50/p99, errors and misrouted answers for each phase,
-load throughput and the RSS of every process.
+load throughput and the RSS of every process. Before the open loops it runs
+`grpc_aio_floor.py` for 5 s: the CPU one grpc.aio call end costs on the machine
+right then, since the tail at 1,000/s follows it (docs/mesh.md).
 
     .venv/bin/python bench/mesh_density.py [--models 20000 --rate 1000 --duration 60
         --churn-models 100000 --churn-rate 200 --churn-duration 30]
@@ -28,6 +30,8 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -171,6 +175,14 @@ def _output_text(answer: v2.ModelInferResponse) -> bytes:
     return bytes(answer.outputs[0].contents.bytes_contents[0])
 
 
+def print_machine_floor() -> None:
+    """What a grpc.aio call end costs on this machine now (the echo of grpc_aio_floor.py)."""
+    floor = Path(__file__).with_name("grpc_aio_floor.py")
+    command = [sys.executable, str(floor), "--rate", "1000", "--duration", "5"]
+    echo = subprocess.run(command, capture_output=True, text=True, check=True)
+    print("machine floor, " + echo.stdout.strip())
+
+
 def report(title: str, figures: dict[str, float]) -> None:
     print(title)
     for key, value in figures.items():
@@ -247,6 +259,8 @@ async def run(args: argparse.Namespace, mesh: MeshHandle) -> None:
         f"({args.models / took:.0f} loads/s): {dict(outcomes)}"
     )
     print(f"RSS: {process_rss(mesh)}")
+    if args.calibrate:
+        print_machine_floor()
     phases: dict[str, list[float]] = {}
 
     for seed, rate in enumerate(args.rate, start=1):
@@ -305,6 +319,12 @@ def main() -> None:
     parser.add_argument("--churn-rate", type=float, default=200)
     parser.add_argument("--churn-duration", type=float, default=30)
     parser.add_argument("--loading-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the grpc.aio echo before the open loops (5 s)",
+    )
     parser.add_argument(
         "--plot",
         type=Path,

@@ -9,4 +9,3 @@ demo-s3: install
 bench-mesh: install
 	$(PY) bench/mesh_routing.py
 	$(PY) bench/mesh_density.py
-	$(PY) bench/grpc_aio_floor.py
