@@ -23,6 +23,7 @@ from mesh_sidecar.testing.storage import (
     make_pki,
     moto_command,
     running,
+    server_cert_files,
 )
 
 
@@ -151,10 +152,9 @@ def azurite_oauth(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterato
     if not AZURITE.exists():
         pytest.fail("Azurite is missing: run `make install`")
     tmp = tmp_path_factory.mktemp("azurite-oauth")
-    (tmp / "server.pem").write_text(pki.server_cert)
-    (tmp / "server.key").write_text(pki.server_key)
+    cert, key = server_cert_files(pki, tmp)
     port = free_port()
-    tls = ("--cert", str(tmp / "server.pem"), "--key", str(tmp / "server.key"))
+    tls = ("--cert", str(cert), "--key", str(key))
     with running(azurite_command(port, "--oauth", "basic", *tls), port, cwd=tmp):
         yield f"https://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 

@@ -154,12 +154,18 @@ def make_pki() -> Pki:
     return Pki(pem(ca), pem(server), _pem_key(server_key), pem(client), _pem_key(client_key))
 
 
+def server_cert_files(pki: Pki, tmp: Path) -> tuple[Path, Path]:
+    """`pki`'s server certificate and key for 127.0.0.1, written under `tmp`."""
+    cert, key = tmp / "server.pem", tmp / "server.key"
+    cert.write_text(pki.server_cert)
+    key.write_text(pki.server_key)
+    return cert, key
+
+
 def server_tls(pki: Pki, tmp: Path) -> ssl.SSLContext:
     """A server-side TLS context with `pki`'s certificate for 127.0.0.1 (files under `tmp`)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    (tmp / "server.pem").write_text(pki.server_cert)
-    (tmp / "server.key").write_text(pki.server_key)
-    context.load_cert_chain(tmp / "server.pem", tmp / "server.key")
+    context.load_cert_chain(*server_cert_files(pki, tmp))
     return context
 
 

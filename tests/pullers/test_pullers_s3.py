@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import re
-import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +22,14 @@ from mesh_sidecar.pullers.s3 import S3Puller
 from mesh_sidecar.testing.archives import good_tar, good_zip
 from mesh_sidecar.testing.faultproxy import FaultProxy
 from mesh_sidecar.testing.processes import free_port
-from mesh_sidecar.testing.storage import S3Server, make_pki, moto_command, running, wait_until
+from mesh_sidecar.testing.storage import (
+    S3Server,
+    make_pki,
+    moto_command,
+    running,
+    server_tls,
+    wait_until,
+)
 
 MODEL = {
     "models/mnist/model.bin": os.urandom(3000),
@@ -330,10 +336,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def tls_front(s3: S3Server, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """The store behind TLS with a certificate of a private CA: (endpoint, CA PEM)."""
     pki = make_pki()
-    (tmp_path / "server.pem").write_text(pki.server_cert)
-    (tmp_path / "server.key").write_text(pki.server_key)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    context = server_tls(pki, tmp_path)
 
     async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", s3.port)
